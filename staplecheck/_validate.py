@@ -1,0 +1,606 @@
+"""Validation of one stapled OCSP response: RFC 6960's rules and nothing else.
+
+The work splits in two. :func:`_examine` establishes everything that does not depend
+on the clock (parsing, the CertID match, the responder's authority, the signature,
+critical extensions); its outcome may be cached. :func:`_judge_time` applies the time
+rules to that outcome on every call, with the caller's ``now``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+from collections.abc import Callable
+from typing import NamedTuple, Union
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from . import _der
+from ._cache import LRUCache
+from ._result import StapleResult, StapleStatus
+from ._tlsfeature import has_must_staple
+
+__all__ = [
+    "DEFAULT_CLOCK_SKEW",
+    "DEFAULT_LIFETIME",
+    "DEFAULT_MAX_AGE",
+    "StapleCache",
+    "validate_staple",
+]
+
+DEFAULT_CLOCK_SKEW = datetime.timedelta(minutes=5)
+DEFAULT_LIFETIME = datetime.timedelta(days=1)
+DEFAULT_MAX_AGE = datetime.timedelta(days=10)
+
+_UTC = datetime.timezone.utc
+
+
+class _RuleFailedError(Exception):
+    """A rule failed; the message names it. Caught in :func:`_examine`."""
+
+
+# --- what the time-independent checks establish -------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Evidence:
+    """A properly signed entry for the certificate, before the time rules."""
+
+    result: StapleResult
+    """The verdict if the time rules pass (status good, revoked or unknown)."""
+    signer_valid_from: datetime.datetime | None
+    """A delegated responder's validity period, checked against ``now`` each call."""
+    signer_valid_until: datetime.datetime | None
+
+
+_Outcome = Union[_Evidence, StapleResult]
+
+
+class StapleCache(LRUCache[_Outcome]):
+    """Bounded, thread-safe cache of what signature and structure checks established.
+
+    Keyed by the staple bytes and the signatures of leaf and issuer, so other bytes,
+    another leaf or another issuer never hit. Time is never cached: the time rules run
+    on every call.
+    """
+
+
+_DEFAULT_CACHE = StapleCache()
+
+
+# --- the public entry point ----------------------------------------------------------
+
+
+def validate_staple(
+    der: bytes,
+    leaf: x509.Certificate,
+    issuer: x509.Certificate,
+    *,
+    now: datetime.datetime | None = None,
+    clock_skew: datetime.timedelta = DEFAULT_CLOCK_SKEW,
+    default_lifetime: datetime.timedelta = DEFAULT_LIFETIME,
+    max_age: datetime.timedelta = DEFAULT_MAX_AGE,
+    cache: StapleCache | None = _DEFAULT_CACHE,
+) -> StapleResult:
+    """Judge the stapled OCSP response ``der`` for ``leaf``, issued by ``issuer``.
+
+    ``issuer`` must be the certificate that issued ``leaf`` in a chain that was
+    verified (the TLS glue takes both from OpenSSL's verified chain). Empty ``der``
+    means the server stapled nothing: ``missing``. Bad bytes never raise; they give
+    ``invalid`` with a reason. ``now`` defaults to the current time and must be
+    timezone-aware. ``cache=None`` turns the evidence cache off.
+    """
+    if not isinstance(der, (bytes, bytearray, memoryview)):
+        raise TypeError(f"der must be bytes, not {type(der).__name__}")
+    if not isinstance(leaf, x509.Certificate):
+        raise TypeError(f"leaf must be an x509.Certificate, not {type(leaf).__name__}")
+    if not isinstance(issuer, x509.Certificate):
+        raise TypeError(f"issuer must be an x509.Certificate, not {type(issuer).__name__}")
+    if now is None:
+        now = datetime.datetime.now(_UTC)
+    elif not isinstance(now, datetime.datetime):
+        raise TypeError("now must be a datetime.datetime")
+    elif now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    der = bytes(der)
+    if not der:
+        return StapleResult(
+            status=StapleStatus.MISSING,
+            reason="the server stapled no OCSP response",
+            serial_number=leaf.serial_number,
+            must_staple=has_must_staple(leaf),
+        )
+    if cache is None:
+        outcome = _examine(der, leaf, issuer)
+    else:
+        key = (der, leaf.signature, issuer.signature)
+        found = cache.get(key)
+        if found is None:
+            found = _examine(der, leaf, issuer)
+            cache.put(key, found)
+        outcome = found
+    if isinstance(outcome, StapleResult):
+        return outcome
+    return _judge_time(outcome, now, clock_skew, default_lifetime, max_age)
+
+
+# --- the time-independent rules --------------------------------------------------------
+
+
+def _examine(der: bytes, leaf: x509.Certificate, issuer: x509.Certificate) -> _Outcome:
+    facts = _Facts(serial_number=leaf.serial_number, must_staple=has_must_staple(leaf))
+    try:
+        response = _parse(der)
+        _check_response_status(response)
+        signer = _identify_signer(response, leaf, issuer)
+        _verify_signature(response, der, signer)
+        entry = _match_entry(response, leaf, issuer)
+        _check_critical_extensions(response, der)
+        _check_update_order(entry)
+        return _evidence(response, entry, signer, facts)
+    except _RuleFailedError as failure:
+        return facts.invalid(str(failure))
+    except Exception as error:  # noqa: BLE001 - anything unforeseen fails closed
+        return facts.invalid(f"the response could not be checked: {error!r}")
+
+
+class _Facts(NamedTuple):
+    """What is known of the leaf, for results built before the response is read."""
+
+    serial_number: int
+    must_staple: bool
+
+    def invalid(self, reason: str) -> StapleResult:
+        return StapleResult(
+            status=StapleStatus.INVALID,
+            reason=reason,
+            serial_number=self.serial_number,
+            must_staple=self.must_staple,
+        )
+
+
+def _parse(der: bytes) -> ocsp.OCSPResponse:
+    """RFC 6960 §4.2.1: an OCSPResponse in DER."""
+    try:
+        return ocsp.load_der_ocsp_response(der)
+    except Exception as error:  # noqa: BLE001 - the parser's errors vary by input
+        raise _RuleFailedError(f"not a DER OCSP response (RFC 6960 §4.2.1): {error}") from None
+
+
+def _check_response_status(response: ocsp.OCSPResponse) -> None:
+    """RFC 6960 §4.2.1: only a successful response carries a basic response."""
+    status = response.response_status
+    if status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+        name = status.name.lower().replace("_", " ")
+        raise _RuleFailedError(f"responseStatus is {name}, not successful (RFC 6960 §4.2.1)")
+
+
+class _Signer(NamedTuple):
+    public_key: object
+    description: str
+    valid_from: datetime.datetime | None
+    valid_until: datetime.datetime | None
+
+
+def _identify_signer(
+    response: ocsp.OCSPResponse, leaf: x509.Certificate, issuer: x509.Certificate
+) -> _Signer:
+    """RFC 6960 §4.2.2.2: the issuer itself, or a responder it delegated directly.
+
+    The ResponderID (by name or by SHA-1 key hash, §4.2.1) picks the signer among the
+    issuer and the certificates embedded in the response; nothing else is considered,
+    not even the rest of the verified chain.
+    """
+    matches = _responder_id_matcher(response)
+    if matches(issuer):
+        return _Signer(issuer.public_key(), f"issuer {_name(issuer.subject)}", None, None)
+    for candidate in response.certificates:
+        if matches(candidate):
+            _check_delegate(candidate, leaf, issuer)
+            return _Signer(
+                candidate.public_key(),
+                f"delegated responder {_name(candidate.subject)}",
+                candidate.not_valid_before_utc,
+                candidate.not_valid_after_utc,
+            )
+    raise _RuleFailedError(
+        "the ResponderID names neither the issuer nor a certificate in the response "
+        "(RFC 6960 §4.2.2.2)"
+    )
+
+
+def _responder_id_matcher(
+    response: ocsp.OCSPResponse,
+) -> Callable[[x509.Certificate], bool]:
+    key_hash = response.responder_key_hash
+    if key_hash is not None:
+        return lambda cert: _key_hash(cert, hashlib.sha1) == key_hash
+    name = response.responder_name
+    return lambda cert: cert.subject == name
+
+
+def _check_delegate(
+    delegate: x509.Certificate, leaf: x509.Certificate, issuer: x509.Certificate
+) -> None:
+    """RFC 6960 §4.2.2.2: id-kp-OCSPSigning, issued directly by the issuer."""
+    who = f"delegated responder {_name(delegate.subject)}"
+    if delegate == leaf or delegate.public_key() == leaf.public_key():
+        raise _RuleFailedError(
+            f"{who} is the certificate being checked; it cannot vouch for itself "
+            "(RFC 6960 §4.2.2.2)"
+        )
+    if delegate.issuer != issuer.subject:
+        raise _RuleFailedError(f"{who} was not issued by the issuer (RFC 6960 §4.2.2.2)")
+    try:
+        delegate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        raise _RuleFailedError(
+            f"{who} names the issuer but its signature does not verify with the "
+            "issuer's key (RFC 6960 §4.2.2.2)"
+        ) from None
+    try:
+        usage = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is None or ExtendedKeyUsageOID.OCSP_SIGNING not in usage.value:
+        raise _RuleFailedError(
+            f"{who} lacks the id-kp-OCSPSigning extended key usage (RFC 6960 §4.2.2.2)"
+        )
+
+
+# RFC 6960 §4.2.1 signs with an AlgorithmIdentifier; RFC 5280 §4.1.1.2, RFC 4055,
+# RFC 5758 and RFC 8410 name the ones below. Anything else fails closed.
+_RSA_PKCS1: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "1.2.840.113549.1.1.5": hashes.SHA1,
+    "1.2.840.113549.1.1.14": hashes.SHA224,
+    "1.2.840.113549.1.1.11": hashes.SHA256,
+    "1.2.840.113549.1.1.12": hashes.SHA384,
+    "1.2.840.113549.1.1.13": hashes.SHA512,
+}
+_ECDSA: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "1.2.840.10045.4.1": hashes.SHA1,
+    "1.2.840.10045.4.3.1": hashes.SHA224,
+    "1.2.840.10045.4.3.2": hashes.SHA256,
+    "1.2.840.10045.4.3.3": hashes.SHA384,
+    "1.2.840.10045.4.3.4": hashes.SHA512,
+}
+_RSA_PSS = "1.2.840.113549.1.1.10"
+_ED25519 = "1.3.101.112"
+_ED448 = "1.3.101.113"
+_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+_HASH_OIDS: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "1.3.14.3.2.26": hashes.SHA1,
+    "2.16.840.1.101.3.4.2.4": hashes.SHA224,
+    "2.16.840.1.101.3.4.2.1": hashes.SHA256,
+    "2.16.840.1.101.3.4.2.2": hashes.SHA384,
+    "2.16.840.1.101.3.4.2.3": hashes.SHA512,
+}
+_MGF1 = "1.2.840.113549.1.1.8"
+
+
+def _verify_signature(response: ocsp.OCSPResponse, der: bytes, signer: _Signer) -> None:
+    """RFC 6960 §4.2.1 / §3.2 item 2: the signature over tbsResponseData verifies."""
+    oid = response.signature_algorithm_oid.dotted_string
+    key = signer.public_key
+    data = response.tbs_response_bytes
+    signature = response.signature
+    try:
+        if oid in _RSA_PKCS1 and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), _RSA_PKCS1[oid]())
+        elif oid == _RSA_PSS and isinstance(key, rsa.RSAPublicKey):
+            pss, digest = _pss_parameters(der)
+            key.verify(signature, data, pss, digest)
+        elif oid in _ECDSA and isinstance(key, ec.EllipticCurvePublicKey):
+            if not isinstance(key.curve, _CURVES):
+                raise _RuleFailedError(
+                    f"the {signer.description} key is on curve {key.curve.name}; "
+                    "only P-256, P-384 and P-521 are accepted"
+                )
+            key.verify(signature, data, ec.ECDSA(_ECDSA[oid]()))
+        elif (oid == _ED25519 and isinstance(key, ed25519.Ed25519PublicKey)) or (
+            oid == _ED448 and isinstance(key, ed448.Ed448PublicKey)
+        ):
+            key.verify(signature, data)
+        else:
+            raise _RuleFailedError(
+                f"signature algorithm {oid} with a {type(key).__name__.lstrip('_')} "
+                "is not supported (RFC 6960 §4.2.1)"
+            )
+    except InvalidSignature:
+        raise _RuleFailedError(
+            f"the signature does not verify with the {signer.description} key (RFC 6960 §3.2)"
+        ) from None
+
+
+def _pss_parameters(der: bytes) -> tuple[padding.PSS, hashes.HashAlgorithm]:
+    """RFC 4055 §3.1: RSASSA-PSS-params of the response's signatureAlgorithm.
+
+    cryptography does not expose them for OCSP responses, so they are read from the
+    DER: OCSPResponse → responseBytes → BasicOCSPResponse → signatureAlgorithm.
+    """
+    try:
+        algorithm = _der.children(_der.expect(_basic_response(der)[1], _der.SEQUENCE))
+        fields = {
+            tlv.tag: tlv.value for tlv in _der.children(_der.expect(algorithm[1], _der.SEQUENCE))
+        }
+        digest = _HASH_OIDS["1.3.14.3.2.26"]
+        if 0xA0 in fields:
+            digest = _hash_from_algorithm(_der.read_tlv(fields[0xA0]).value)
+        mgf_digest = _HASH_OIDS["1.3.14.3.2.26"]
+        if 0xA1 in fields:
+            mgf = _der.children(_der.expect(_der.read_tlv(fields[0xA1]), _der.SEQUENCE))
+            if _der.decode_oid(_der.expect(mgf[0], _der.OID)) != _MGF1:
+                raise _RuleFailedError("RSA-PSS mask generation is not MGF1 (RFC 4055 §3.1)")
+            mgf_digest = _hash_from_algorithm(_der.expect(mgf[1], _der.SEQUENCE))
+        salt = 20
+        if 0xA2 in fields:
+            salt = _der.decode_int(_der.expect(_der.read_tlv(fields[0xA2]), _der.INTEGER))
+        if 0xA3 in fields:
+            trailer = _der.decode_int(_der.expect(_der.read_tlv(fields[0xA3]), _der.INTEGER))
+            if trailer != 1:
+                raise _RuleFailedError("RSA-PSS trailerField must be 1 (RFC 4055 §3.1)")
+        if not 0 <= salt <= 1024:
+            raise _RuleFailedError(f"RSA-PSS salt length {salt} is out of range")
+    except (_der.DERError, IndexError):
+        raise _RuleFailedError("malformed RSA-PSS parameters (RFC 4055 §3.1)") from None
+    return padding.PSS(mgf=padding.MGF1(mgf_digest()), salt_length=salt), digest()
+
+
+def _hash_from_algorithm(content: bytes) -> Callable[[], hashes.HashAlgorithm]:
+    oid = _der.decode_oid(_der.expect(_der.children(content)[0], _der.OID))
+    if oid not in _HASH_OIDS:
+        raise _RuleFailedError(f"RSA-PSS hash {oid} is not supported (RFC 4055 §2.1)")
+    return _HASH_OIDS[oid]
+
+
+# RFC 6960 §4.1.1: CertID hashes. Anything else cannot identify the certificate here.
+_CERT_ID_HASHES: dict[str, Callable[..., hashlib._Hash]] = {
+    "sha1": hashlib.sha1,
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
+}
+# When several entries match, the most serious wins (DESIGN.md rule 2).
+_PRECEDENCE = {
+    ocsp.OCSPCertStatus.REVOKED: 0,
+    ocsp.OCSPCertStatus.GOOD: 1,
+    ocsp.OCSPCertStatus.UNKNOWN: 2,
+}
+
+
+def _match_entry(
+    response: ocsp.OCSPResponse, leaf: x509.Certificate, issuer: x509.Certificate
+) -> ocsp.OCSPSingleResponse:
+    """RFC 6960 §4.1.1 and §3.2 item 1: the entry whose CertID names this certificate.
+
+    The issuer name hash is over the leaf's issuer field; the key hash is over the
+    issuer's subjectPublicKey bits; the serial is the leaf's.
+    """
+    if leaf.issuer != issuer.subject:
+        raise _RuleFailedError("the issuer certificate's subject is not the leaf's issuer name")
+    serial = leaf.serial_number
+    name_der = leaf.issuer.public_bytes()
+    matched: list[ocsp.OCSPSingleResponse] = []
+    for entry in response.responses:
+        try:
+            algorithm = entry.hash_algorithm.name
+        except UnsupportedAlgorithm:
+            continue
+        digest = _CERT_ID_HASHES.get(algorithm)
+        if digest is None or entry.serial_number != serial:
+            continue
+        if entry.issuer_name_hash == digest(
+            name_der
+        ).digest() and entry.issuer_key_hash == _key_hash(issuer, digest):
+            matched.append(entry)
+    if not matched:
+        raise _RuleFailedError(
+            f"no entry for serial {serial:#x} under this issuer (RFC 6960 §4.1.1)"
+        )
+    return min(matched, key=lambda e: _PRECEDENCE[e.certificate_status])
+
+
+# Extensions whose meaning staplecheck knows, so a critical one is not "unrecognized"
+# in the sense of RFC 5280 §4.2: none of them can turn a verdict into "good".
+_KNOWN_EXTENSIONS = frozenset(
+    {
+        "1.3.6.1.5.5.7.48.1.2",  # nonce (RFC 6960 §4.4.1); staples carry no request
+        "1.3.6.1.5.5.7.48.1.3",  # CRL references (§4.4.2)
+        "1.3.6.1.5.5.7.48.1.6",  # archive cutoff (§4.4.4)
+        "1.3.6.1.5.5.7.48.1.7",  # service locator (§4.4.6)
+        "1.3.6.1.5.5.7.48.1.9",  # extended revoke (§4.4.8)
+        "2.5.29.21",  # CRL reason code (§4.4.5, RFC 5280 §5.3.1)
+        "2.5.29.24",  # invalidity date (§4.4.5, RFC 5280 §5.3.2)
+        "1.3.6.1.4.1.11129.2.4.5",  # signed certificate timestamps (RFC 6962 §3.3)
+    }
+)
+
+
+def _check_critical_extensions(response: ocsp.OCSPResponse, der: bytes) -> None:
+    """RFC 6960 §4.4 with RFC 5280 §4.2: an unrecognized critical extension fails.
+
+    Checked in responseExtensions and in every SingleResponse's singleExtensions.
+    cryptography exposes only the first entry's extensions, so with several entries
+    they are read from the DER.
+    """
+    try:
+        found = [(e.oid.dotted_string, e.critical) for e in response.extensions]
+        if sum(1 for _ in response.responses) == 1:
+            found += [(e.oid.dotted_string, e.critical) for e in response.single_extensions]
+        else:
+            found += _all_single_extensions(der)
+    except (ValueError, _der.DERError, IndexError) as error:
+        raise _RuleFailedError(f"malformed extensions (RFC 6960 §4.4): {error}") from None
+    for oid, critical in found:
+        if critical and oid not in _KNOWN_EXTENSIONS:
+            raise _RuleFailedError(f"unrecognized critical extension {oid} (RFC 6960 §4.4)")
+
+
+def _all_single_extensions(der: bytes) -> list[tuple[str, bool]]:
+    """(OID, critical) of every singleExtensions entry of every SingleResponse."""
+    data = _der.children(_der.expect(_basic_response(der)[0], _der.SEQUENCE))
+    # ResponseData: [0] version?, responderID, producedAt, responses, [1] extensions?
+    responses = [tlv for tlv in data if tlv.tag == _der.SEQUENCE][-1]
+    found: list[tuple[str, bool]] = []
+    for single in _der.children(responses.value):
+        # certID, certStatus, thisUpdate, then [0] nextUpdate?, [1] singleExtensions?
+        # (certStatus "revoked" is [1] too, hence by position)
+        for tlv in _der.children(_der.expect(single, _der.SEQUENCE))[3:]:
+            if tlv.tag != 0xA1:
+                continue
+            extensions = _der.expect(_der.read_tlv(tlv.value), _der.SEQUENCE)
+            for extension in _der.children(extensions):
+                parts = _der.children(_der.expect(extension, _der.SEQUENCE))
+                oid = _der.decode_oid(_der.expect(parts[0], _der.OID))
+                critical = parts[1].tag == _der.BOOLEAN and parts[1].value != b"\x00"
+                found.append((oid, critical))
+    return found
+
+
+def _check_update_order(entry: ocsp.OCSPSingleResponse) -> None:
+    """RFC 6960 §4.2.2.1: nextUpdate, when present, is not before thisUpdate."""
+    next_update = entry.next_update_utc
+    if next_update is not None and next_update < entry.this_update_utc:
+        raise _RuleFailedError("nextUpdate is before thisUpdate (RFC 6960 §4.2.2.1)")
+
+
+_STATUS = {
+    ocsp.OCSPCertStatus.GOOD: StapleStatus.GOOD,
+    ocsp.OCSPCertStatus.REVOKED: StapleStatus.REVOKED,
+    ocsp.OCSPCertStatus.UNKNOWN: StapleStatus.UNKNOWN,
+}
+
+
+def _evidence(
+    response: ocsp.OCSPResponse,
+    entry: ocsp.OCSPSingleResponse,
+    signer: _Signer,
+    facts: _Facts,
+) -> _Evidence:
+    status = _STATUS[entry.certificate_status]
+    reason = entry.revocation_reason
+    revocation_reason = _REASON_NAMES.get(reason) if reason is not None else None
+    revocation_time = entry.revocation_time_utc
+    if status is StapleStatus.GOOD:
+        text = f"signed by the {signer.description}; the certificate is not revoked"
+    elif status is StapleStatus.REVOKED:
+        when = revocation_time.isoformat() if revocation_time else "an unknown time"
+        why = f" ({revocation_reason})" if revocation_reason else ""
+        text = f"the {signer.description} says the certificate was revoked at {when}{why}"
+    else:
+        text = f"the {signer.description} does not know the certificate"
+    result = StapleResult(
+        status=status,
+        reason=text,
+        this_update=entry.this_update_utc,
+        next_update=entry.next_update_utc,
+        produced_at=response.produced_at_utc,
+        revocation_time=revocation_time,
+        revocation_reason=revocation_reason,
+        responder=signer.description,
+        serial_number=facts.serial_number,
+        must_staple=facts.must_staple,
+    )
+    return _Evidence(result, signer.valid_from, signer.valid_until)
+
+
+_REASON_NAMES = {
+    x509.ReasonFlags.unspecified: "unspecified",
+    x509.ReasonFlags.key_compromise: "keyCompromise",
+    x509.ReasonFlags.ca_compromise: "cACompromise",
+    x509.ReasonFlags.affiliation_changed: "affiliationChanged",
+    x509.ReasonFlags.superseded: "superseded",
+    x509.ReasonFlags.cessation_of_operation: "cessationOfOperation",
+    x509.ReasonFlags.certificate_hold: "certificateHold",
+    x509.ReasonFlags.remove_from_crl: "removeFromCRL",
+    x509.ReasonFlags.privilege_withdrawn: "privilegeWithdrawn",
+    x509.ReasonFlags.aa_compromise: "aACompromise",
+}
+
+
+# --- the time rules --------------------------------------------------------------------
+
+
+def _judge_time(
+    evidence: _Evidence,
+    now: datetime.datetime,
+    skew: datetime.timedelta,
+    default_lifetime: datetime.timedelta,
+    max_age: datetime.timedelta,
+) -> StapleResult:
+    """RFC 6960 §4.2.2.1 and §3.2 items 4-6, with DESIGN.md's skew and age bounds."""
+    result = evidence.result
+    valid_from, valid_until = evidence.signer_valid_from, evidence.signer_valid_until
+    if valid_from is not None and valid_until is not None and not valid_from <= now <= valid_until:
+        return _downgrade(
+            result,
+            StapleStatus.INVALID,
+            f"the {result.responder} certificate is not valid now "
+            f"({valid_from.isoformat()} to {valid_until.isoformat()}; RFC 6960 §4.2.2.2)",
+        )
+    this_update = result.this_update
+    assert this_update is not None  # every entry has one
+    if this_update > now + skew:
+        return _downgrade(
+            result,
+            StapleStatus.INVALID,
+            f"thisUpdate {this_update.isoformat()} is in the future (RFC 6960 §3.2)",
+        )
+    earliest = now - skew
+    if result.next_update is not None:
+        expired = result.next_update < earliest
+        why = f"past its nextUpdate {result.next_update.isoformat()} (RFC 6960 §3.2)"
+    else:
+        expired = this_update + default_lifetime < earliest
+        why = (
+            "has no nextUpdate and is older than the default lifetime of "
+            f"{default_lifetime} (RFC 6960 §4.2.2.1)"
+        )
+    if not expired and this_update + max_age < earliest:
+        expired = True
+        why = f"older than the maximum age of {max_age}"
+    if not expired:
+        return result
+    if result.status is StapleStatus.REVOKED and result.revocation_reason != "certificateHold":
+        return result  # revocation is final; only a hold can be lifted later
+    return _downgrade(result, StapleStatus.STALE, f"the response is {why}")
+
+
+def _downgrade(result: StapleResult, status: StapleStatus, reason: str) -> StapleResult:
+    if result.status is not StapleStatus.GOOD:
+        reason = f"{reason}; it said {result.status.value}"
+    return dataclasses.replace(result, status=status, reason=reason)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _basic_response(der: bytes) -> list[_der.TLV]:
+    """The elements of the BasicOCSPResponse inside an OCSPResponse (RFC 6960 §4.2.1).
+
+    OCSPResponse → [0] responseBytes → response OCTET STRING → BasicOCSPResponse.
+    """
+    outer = _der.children(_der.expect(_der.read_tlv(der), _der.SEQUENCE))
+    response_bytes = _der.children(
+        _der.expect(_der.read_tlv(_der.expect(outer[1], 0xA0)), _der.SEQUENCE)
+    )
+    basic_der = _der.expect(response_bytes[1], _der.OCTET_STRING)
+    return _der.children(_der.expect(_der.read_tlv(basic_der), _der.SEQUENCE))
+
+
+def _key_hash(cert: x509.Certificate, digest: Callable[..., hashlib._Hash]) -> bytes:
+    """Hash of the subjectPublicKey bits (RFC 6960 §4.1.1 issuerKeyHash, §4.2.1 byKey)."""
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return digest(_der.subject_public_key_bits(spki)).digest()
+
+
+def _name(name: x509.Name) -> str:
+    return name.rfc4514_string() or "(empty name)"

@@ -1,0 +1,24 @@
+"""Test helpers for staplecheck and its users, in the spirit of trustme.
+
+Build a throwaway PKI, issue server certificates (must-staple or not), make OCSP
+responses of every kind, and (see :mod:`staplecheck.testing`'s server helpers) serve
+them from a local stapling TLS server::
+
+    ca = CA()                                # a root
+    inter = ca.create_intermediate()
+    server = inter.issue_cert("localhost", must_staple=True)
+    staple = inter.ocsp_response(server, "revoked", revocation_reason="keyCompromise")
+"""
+
+from ._ocsp import OCSPEntry, RawExtension, make_ocsp_response
+from ._pki import CA, Identity, KeyType, generate_key
+
+__all__ = [
+    "CA",
+    "Identity",
+    "KeyType",
+    "OCSPEntry",
+    "RawExtension",
+    "generate_key",
+    "make_ocsp_response",
+]

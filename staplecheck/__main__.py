@@ -1,0 +1,5 @@
+"""``python -m staplecheck``."""
+
+from ._cli import main
+
+raise SystemExit(main())

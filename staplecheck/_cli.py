@@ -1,0 +1,223 @@
+"""The ``staplecheck`` command: argument parsing and output, nothing else.
+
+Exit codes: 0 good/accepted, 1 any other verdict, 2 usage errors and unreadable or
+unparsable certificate files, 3 (``check``) connection failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import json
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from cryptography import x509
+
+from ._result import StapleResult, StapleStatus
+from ._validate import DEFAULT_CLOCK_SKEW, DEFAULT_LIFETIME, DEFAULT_MAX_AGE, validate_staple
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_VERDICT = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad arguments or unreadable input: exit 2 with a one-line message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not hasattr(args, "run"):
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        code: int = args.run(args)
+        return code
+    except UsageError as error:
+        print(f"staplecheck: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as done:  # --help and --version
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="staplecheck",
+        description="Check OCSP staples: offline (verify) or on a live server (check).",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+
+    verify = commands.add_parser(
+        "verify",
+        help="judge a saved OCSP response for a certificate, offline",
+        description="Judge a DER (or PEM) OCSP response for LEAF issued by ISSUER.",
+    )
+    verify.add_argument("staple", metavar="STAPLE", help="OCSP response file (DER or PEM)")
+    verify.add_argument("--cert", required=True, metavar="LEAF", help="the certificate (PEM/DER)")
+    verify.add_argument(
+        "--issuer", required=True, metavar="ISSUER", help="its issuer's certificate (PEM/DER)"
+    )
+    verify.add_argument(
+        "--at", type=_parse_time, metavar="TIME", help="judge as of TIME (ISO 8601; default now)"
+    )
+    _add_time_options(verify)
+    verify.add_argument("--json", action="store_true", help="print one JSON object")
+    verify.set_defaults(run=_run_verify)
+    return parser
+
+
+def _add_time_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--clock-skew",
+        type=_parse_duration,
+        default=DEFAULT_CLOCK_SKEW,
+        metavar="DURATION",
+        help="tolerated clock difference, e.g. 300, 5m (default 5m)",
+    )
+    parser.add_argument(
+        "--max-age",
+        type=_parse_duration,
+        default=DEFAULT_MAX_AGE,
+        metavar="DURATION",
+        help="oldest thisUpdate accepted as current, e.g. 10d (default 10d)",
+    )
+    parser.add_argument(
+        "--default-lifetime",
+        type=_parse_duration,
+        default=DEFAULT_LIFETIME,
+        metavar="DURATION",
+        help="lifetime of a response without nextUpdate, e.g. 1d (default 1d)",
+    )
+
+
+# --- verify ---------------------------------------------------------------------------
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    leaf = load_certificate(args.cert)
+    issuer = load_certificate(args.issuer)
+    try:
+        leaf.verify_directly_issued_by(issuer)
+    except Exception:  # noqa: BLE001 - any failure means "not its issuer"
+        raise UsageError(
+            f"{args.issuer} is not the issuer of {args.cert} (its signature does not verify)"
+        ) from None
+    staple = _read_staple(args.staple)
+    result = validate_staple(
+        staple,
+        leaf,
+        issuer,
+        now=args.at,
+        clock_skew=args.clock_skew,
+        default_lifetime=args.default_lifetime,
+        max_age=args.max_age,
+        cache=None,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(format_result(result))
+    return EXIT_OK if result.status is StapleStatus.GOOD else EXIT_VERDICT
+
+
+def format_result(result: StapleResult) -> str:
+    """A short human-readable block for one verdict."""
+    rows: list[tuple[str, Any]] = [
+        ("status", result.status.value),
+        ("reason", result.reason),
+        ("serial", None if result.serial_number is None else f"{result.serial_number:#x}"),
+        ("responder", result.responder),
+        ("this update", result.this_update),
+        ("next update", result.next_update),
+        ("produced at", result.produced_at),
+        ("revoked at", result.revocation_time),
+        ("revocation reason", result.revocation_reason),
+        ("must-staple", "yes" if result.must_staple else "no"),
+    ]
+    lines = []
+    for label, value in rows:
+        if value is None:
+            continue
+        if isinstance(value, datetime.datetime):
+            value = value.strftime("%Y-%m-%d %H:%M:%S UTC")
+        lines.append(f"{label + ':':<19}{value}")
+    return "\n".join(lines)
+
+
+# --- input ----------------------------------------------------------------------------
+
+
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as error:
+        raise UsageError(f"cannot read {what} {path}: {error.strerror or error}") from None
+
+
+def load_certificate(path: str) -> x509.Certificate:
+    """The first certificate in a PEM or DER file; ``UsageError`` if there is none."""
+    data = _read_file(path, "certificate")
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise UsageError(f"{path} holds no readable certificate (PEM or DER)") from None
+
+
+_PEM_BODY = re.compile(rb"-----BEGIN [A-Z ]+-----(.*?)-----END [A-Z ]+-----", re.DOTALL)
+
+
+def _read_staple(path: str) -> bytes:
+    """The staple's bytes: DER as is, or the body of a PEM block. Garbage stays garbage
+    (and is judged invalid): only an unreadable file is a usage error."""
+    data = _read_file(path, "staple")
+    match = _PEM_BODY.search(data)
+    if match:
+        try:
+            return base64.b64decode(match.group(1), validate=False)
+        except ValueError:
+            return data
+    return data
+
+
+def _parse_time(text: str) -> datetime.datetime:
+    """ISO 8601; a time without a zone is taken as UTC."""
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 time: {text!r} (e.g. 2026-11-21T12:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_duration(text: str) -> datetime.timedelta:
+    """Seconds (``300``) or a number with a unit: ``90s``, ``5m``, ``12h``, ``10d``."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (use seconds or a unit: 90s, 5m, 12h, 10d)"
+        )
+    return datetime.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])

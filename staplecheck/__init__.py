@@ -1,27 +1,63 @@
 """staplecheck: make HTTPS clients check OCSP staples.
 
 The core is pure: :func:`validate_staple` judges a staple, :class:`Policy` decides
-whether a connection may proceed. TLS glue and integrations build on it.
+whether a connection may proceed. The TLS glue (pyOpenSSL, urllib3, requests) moves
+bytes and certificates to it. ``StapleAdapter`` and ``session`` need ``requests``
+(the ``requests`` extra) and are imported on first use.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ._errors import StapleError
+from ._hostpolicy import HostPolicies
 from ._policy import Mode, Policy, PolicyLike, as_policy
+from ._pyopenssl import ClientCert, StapleConnection, TLSConfig, create_context, get_staple_result
 from ._result import StapleResult, StapleStatus
+from ._sslcontext import StapleSocket, StapleSSLContext
 from ._tlsfeature import has_must_staple
+from ._urllib3 import pool_manager, proxy_manager, staple_of
 from ._validate import StapleCache, validate_staple
+
+if TYPE_CHECKING:
+    from ._requests import StapleAdapter, session
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClientCert",
+    "HostPolicies",
     "Mode",
     "Policy",
     "PolicyLike",
+    "StapleAdapter",
     "StapleCache",
+    "StapleConnection",
     "StapleError",
     "StapleResult",
+    "StapleSSLContext",
+    "StapleSocket",
     "StapleStatus",
+    "TLSConfig",
     "__version__",
     "as_policy",
+    "create_context",
+    "get_staple_result",
     "has_must_staple",
+    "pool_manager",
+    "proxy_manager",
+    "session",
+    "staple_of",
     "validate_staple",
 ]
+
+_NEEDS_REQUESTS = {"StapleAdapter", "session"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NEEDS_REQUESTS:
+        from . import _requests
+
+        return getattr(_requests, name)
+    raise AttributeError(f"module 'staplecheck' has no attribute {name!r}")

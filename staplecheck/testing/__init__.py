@@ -1,8 +1,8 @@
 """Test helpers for staplecheck and its users, in the spirit of trustme.
 
 Build a throwaway PKI, issue server certificates (must-staple or not), make OCSP
-responses of every kind, and (see :mod:`staplecheck.testing`'s server helpers) serve
-them from a local stapling TLS server::
+responses of every kind, and serve
+them from a local stapling TLS server (:class:`StaplingServer`)::
 
     ca = CA()                                # a root
     inter = ca.create_intermediate()
@@ -12,6 +12,7 @@ them from a local stapling TLS server::
 
 from ._ocsp import OCSPEntry, RawExtension, make_ocsp_response
 from ._pki import CA, Identity, KeyType, generate_key
+from ._server import StaplingServer
 
 __all__ = [
     "CA",
@@ -19,6 +20,7 @@ __all__ = [
     "KeyType",
     "OCSPEntry",
     "RawExtension",
+    "StaplingServer",
     "generate_key",
     "make_ocsp_response",
 ]

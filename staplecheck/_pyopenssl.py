@@ -1,0 +1,410 @@
+"""pyOpenSSL glue: ask for a staple, judge it in the OCSP callback, keep the verdict.
+
+The flow for one connection: :class:`StapleConnection` asks for a staple
+(``request_ocsp``) and attaches a :class:`_Handshake` record; OpenSSL verifies the
+chain and calls :func:`_on_staple` with the stapled bytes; the callback judges them
+against the verified leaf and issuer, stores the verdict on the record and returns the
+policy's decision (``False`` aborts the handshake); ``do_handshake`` then raises
+:class:`StapleError` from the record. Nothing is raised inside the callback: pyOpenSSL
+keeps such exceptions per context, shared by every thread using it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import ipaddress
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import certifi
+from cryptography import x509
+from OpenSSL import SSL, crypto
+from urllib3.util.ssl_match_hostname import CertificateError, match_hostname
+
+from ._errors import StapleError
+from ._hostpolicy import HostPolicies, HostPolicyLike, as_host_policies
+from ._log import VerdictLog
+from ._policy import Policy
+from ._result import StapleResult, StapleStatus
+from ._tlsfeature import has_must_staple
+from ._validate import StapleCache, validate_staple
+
+__all__ = [
+    "ClientCert",
+    "StapleConnection",
+    "TLSConfig",
+    "create_context",
+    "get_staple_result",
+]
+
+Clock = Callable[[], datetime.datetime]
+
+_VERSIONS = {
+    ssl.TLSVersion.TLSv1_2: SSL.TLS1_2_VERSION,
+    ssl.TLSVersion.TLSv1_3: SSL.TLS1_3_VERSION,
+}
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientCert:
+    """A client certificate for mutual TLS: chain file, key file, key password."""
+
+    certfile: str
+    keyfile: str | None = None
+    password: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TLSConfig:
+    """What a pyOpenSSL context is built from. Equal configs share one context.
+
+    With no CA files, directories or data, the certifi bundle is trusted.
+    """
+
+    cafiles: tuple[str, ...] = ()
+    capaths: tuple[str, ...] = ()
+    cadata: tuple[bytes, ...] = ()
+    client_cert: ClientCert | None = None
+    minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
+    maximum_version: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED
+    ciphers: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _ContextInfo:
+    """What the OCSP callback needs that is the same for every connection."""
+
+    policies: HostPolicies
+    clock: Clock
+    cache: StapleCache | None
+    log: VerdictLog
+
+
+def create_context(
+    policy: HostPolicyLike = "soft-fail",
+    *,
+    config: TLSConfig | None = None,
+    clock: Clock | None = None,
+    cache: StapleCache | None = None,
+    log: VerdictLog | None = None,
+) -> SSL.Context:
+    """A pyOpenSSL client ``Context`` that verifies the chain and checks staples.
+
+    Use it with :class:`StapleConnection`, which asks each connection for a staple,
+    raises :class:`StapleError` on rejection and checks the host name. The context's
+    app data is staplecheck's; do not replace it. ``clock`` (default: the system
+    clock) gives the time staples are judged at.
+    """
+    config = config or TLSConfig()
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_min_proto_version(_VERSIONS.get(config.minimum_version, SSL.TLS1_2_VERSION))
+    if config.maximum_version in _VERSIONS:
+        context.set_max_proto_version(_VERSIONS[config.maximum_version])
+    context.set_options(SSL.OP_NO_COMPRESSION)
+    if config.ciphers:
+        context.set_cipher_list(config.ciphers.encode())
+    _load_trust(context, config)
+    if config.client_cert is not None:
+        _load_client_cert(context, config.client_cert)
+    context.set_verify(SSL.VERIFY_PEER, _record_verify_error)
+    context.set_ocsp_client_callback(_on_staple)
+    context.set_app_data(
+        _ContextInfo(
+            policies=as_host_policies(policy),
+            clock=clock or _utc_now,
+            cache=cache if cache is not None else _DEFAULT_CACHE,
+            log=log or _DEFAULT_LOG,
+        )
+    )
+    return context
+
+
+_DEFAULT_CACHE = StapleCache()
+_DEFAULT_LOG = VerdictLog()
+
+
+def _load_trust(context: SSL.Context, config: TLSConfig) -> None:
+    if not (config.cafiles or config.capaths or config.cadata):
+        context.load_verify_locations(certifi.where())
+        return
+    for cafile in config.cafiles:
+        context.load_verify_locations(cafile)
+    for capath in config.capaths:
+        context.load_verify_locations(None, capath)
+    store = context.get_cert_store()
+    assert store is not None
+    for data in config.cadata:
+        for cert in _pem_or_der_certificates(data):
+            store.add_cert(crypto.X509.from_cryptography(cert))
+
+
+def _pem_or_der_certificates(data: bytes) -> list[x509.Certificate]:
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_certificates(data)
+    return [x509.load_der_x509_certificate(data)]
+
+
+def _load_client_cert(context: SSL.Context, client: ClientCert) -> None:
+    if client.password is not None:
+        password = client.password
+        context.set_passwd_cb(lambda *_: password)
+    context.use_certificate_chain_file(client.certfile)
+    context.use_privatekey_file(client.keyfile or client.certfile)
+    context.check_privatekey()
+
+
+# --- one connection ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Handshake:
+    """Per-connection record: what to demand and what the staple got."""
+
+    host: str | None
+    policy: Policy
+    verify: bool
+    result: StapleResult | None = None
+    accepted: bool | None = None
+    verify_error: tuple[int, int] | None = None
+
+
+class StapleConnection(SSL.Connection):
+    """A client ``SSL.Connection`` whose handshake checks the staple.
+
+    It asks for a staple when the host's policy wants one, verifies the peer unless
+    ``verify=False``, sends SNI, and after the handshake checks ``server_hostname``
+    against the certificate (unless ``check_hostname=False``). ``do_handshake``
+    raises :class:`StapleError` when the policy rejects the staple and
+    :class:`ssl.SSLCertVerificationError` for chain or host name failures. Read the
+    verdict from :attr:`staple`.
+    """
+
+    def __init__(
+        self,
+        context: SSL.Context,
+        sock: socket.socket | None = None,
+        *,
+        server_hostname: str | None = None,
+        verify: bool = True,
+        check_hostname: bool = True,
+        policy: Policy | None = None,
+    ) -> None:
+        super().__init__(context, sock)
+        info = _context_info(context)
+        host = server_hostname.strip("[]") if server_hostname else None
+        chosen = policy or info.policies.policy_for(host)
+        self._staple = _Handshake(host=host, policy=chosen, verify=verify)
+        self._check_hostname = check_hostname and verify and host is not None
+        self.set_app_data(self._staple)
+        if not verify:
+            self.set_verify(SSL.VERIFY_NONE, None)
+        if host and not _is_ip(host):
+            self.set_tlsext_host_name(host.encode("idna"))
+        if chosen.requests_staple:
+            self.request_ocsp()
+        self.set_connect_state()
+
+    @property
+    def staple(self) -> StapleResult | None:
+        """The verdict on this connection's staple; ``None`` when none was asked for."""
+        return self._staple.result
+
+    @property
+    def staple_policy(self) -> Policy:
+        """The policy this connection's staple was judged under."""
+        return self._staple.policy
+
+    def do_handshake(self) -> None:
+        state = self._staple
+        try:
+            super().do_handshake()
+        except (SSL.WantReadError, SSL.WantWriteError):
+            raise
+        except SSL.Error as error:
+            raise _handshake_failure(state, error) from error
+        if state.policy.requests_staple and state.result is None:
+            # The callback did not run: a resumed TLS 1.2 session. There is no verdict
+            # to carry over, so judge it as a staple that could not be checked.
+            _judge(self, state, None)
+            if not state.accepted:
+                assert state.result is not None
+                raise StapleError(state.result, state.host)
+        if self._check_hostname:
+            _check_hostname(self, state.host or "")
+
+
+def get_staple_result(connection: SSL.Connection) -> StapleResult | None:
+    """The staple verdict of a connection made on a staplecheck context, if any."""
+    state = connection.get_app_data()
+    return state.result if isinstance(state, _Handshake) else None
+
+
+# --- the callbacks -----------------------------------------------------------------------
+
+
+def _on_staple(connection: SSL.Connection, der: bytes, _data: Any) -> bool:
+    """pyOpenSSL's OCSP client callback: judge, record, decide. Never raises."""
+    state = connection.get_app_data()
+    if not isinstance(state, _Handshake):
+        # A plain SSL.Connection on a staplecheck context that asked for a staple.
+        info = _context_info(connection.get_context())
+        name = connection.get_servername()
+        host = name.decode("idna") if name else None
+        state = _Handshake(host=host, policy=info.policies.policy_for(host), verify=True)
+        if connection.get_app_data() is None:
+            connection.set_app_data(state)
+    _judge(connection, state, der)
+    return bool(state.accepted)
+
+
+def _judge(connection: SSL.Connection, state: _Handshake, der: bytes | None) -> None:
+    info = _context_info(connection.get_context())
+    try:
+        result = _staple_verdict(connection, state, der, info)
+    except Exception as error:  # noqa: BLE001 - the callback must never raise
+        result = StapleResult(
+            status=StapleStatus.INVALID, reason=f"the staple could not be checked: {error!r}"
+        )
+    state.result = result
+    state.accepted = state.policy.accepts(result)
+    info.log.record(state.host, state.policy, result, state.accepted)
+
+
+def _staple_verdict(
+    connection: SSL.Connection, state: _Handshake, der: bytes | None, info: _ContextInfo
+) -> StapleResult:
+    chain = connection.get_verified_chain(as_cryptography=True) if state.verify else None
+    if not state.verify:
+        peer = connection.get_peer_certificate(as_cryptography=True)
+        return StapleResult(
+            status=StapleStatus.INVALID,
+            reason="certificate verification is off, so no staple can be trusted; "
+            "use policy 'off' to connect without verification",
+            must_staple=peer is not None and has_must_staple(peer),
+            serial_number=peer.serial_number if peer is not None else None,
+        )
+    if not chain:
+        return StapleResult(
+            status=StapleStatus.INVALID,
+            reason="no verified chain to check the staple against (a resumed session "
+            "carries no staple verdict)",
+        )
+    leaf = chain[0]
+    if der is None:
+        return StapleResult(
+            status=StapleStatus.INVALID,
+            reason="the handshake gave no staple verdict (a resumed session carries none)",
+            serial_number=leaf.serial_number,
+            must_staple=has_must_staple(leaf),
+        )
+    if len(chain) < 2 and der:
+        return StapleResult(
+            status=StapleStatus.INVALID,
+            reason="the verified chain is the certificate alone, with no issuer to check "
+            "the staple against",
+            serial_number=leaf.serial_number,
+            must_staple=has_must_staple(leaf),
+        )
+    policy = state.policy
+    return validate_staple(
+        der,
+        leaf,
+        chain[1] if len(chain) > 1 else leaf,
+        now=info.clock(),
+        clock_skew=policy.clock_skew,
+        default_lifetime=policy.default_lifetime,
+        max_age=policy.max_age,
+        cache=info.cache,
+    )
+
+
+def _record_verify_error(
+    connection: SSL.Connection, _cert: crypto.X509, errno: int, depth: int, ok: int
+) -> bool:
+    """Keep OpenSSL's own decision; remember the first failure for the error message."""
+    if not ok:
+        state = connection.get_app_data()
+        if isinstance(state, _Handshake) and state.verify_error is None:
+            state.verify_error = (errno, depth)
+    return bool(ok)
+
+
+# --- errors and host names ------------------------------------------------------------------
+
+# X509_V_ERR_* codes (openssl/x509_vfy.h) that users meet; others print their number.
+_VERIFY_ERRORS = {
+    2: "unable to get issuer certificate",
+    7: "certificate signature failure",
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate",
+    21: "unable to verify the first certificate",
+    23: "certificate revoked",
+    24: "invalid CA certificate",
+    26: "unsupported certificate purpose",
+    28: "certificate rejected",
+}
+
+
+def _handshake_failure(state: _Handshake, error: SSL.Error) -> ssl.SSLError:
+    if state.accepted is False and state.result is not None:
+        return StapleError(state.result, state.host)
+    if state.verify_error is not None:
+        errno, depth = state.verify_error
+        text = _VERIFY_ERRORS.get(errno, f"X509 verify error {errno}")
+        failure = ssl.SSLCertVerificationError(
+            1, f"certificate verify failed: {text} (depth {depth})"
+        )
+        failure.verify_code = errno
+        failure.verify_message = text
+        return failure
+    return ssl.SSLError(f"TLS handshake with {state.host or 'the server'} failed: {error!r}")
+
+
+def _check_hostname(connection: SSL.Connection, host: str) -> None:
+    cert = connection.get_peer_certificate(as_cryptography=True)
+    if cert is None:
+        raise ssl.SSLCertVerificationError(1, "the server sent no certificate")
+    try:
+        match_hostname(_peercert_dict(cert), host)
+    except CertificateError as error:
+        failure = ssl.SSLCertVerificationError(1, f"certificate verify failed: {error}")
+        failure.verify_message = "Hostname mismatch"
+        raise failure from None
+
+
+def _peercert_dict(cert: x509.Certificate) -> Any:
+    """The parts of ``ssl.SSLSocket.getpeercert()`` that host name matching reads."""
+    names: list[tuple[str, str]] = []
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    if san is not None:
+        names += [("DNS", n) for n in san.get_values_for_type(x509.DNSName)]
+        names += [("IP Address", str(ip)) for ip in san.get_values_for_type(x509.IPAddress)]
+    return {"subjectAltName": tuple(names)}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _context_info(context: SSL.Context) -> _ContextInfo:
+    info = context.get_app_data()
+    if not isinstance(info, _ContextInfo):
+        raise TypeError("this SSL.Context was not made by staplecheck.create_context")
+    return info

@@ -1,0 +1,71 @@
+"""requests integration: ``session.mount("https://", StapleAdapter())``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    import requests
+    from requests.adapters import HTTPAdapter
+except ImportError as error:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        "StapleAdapter needs requests: pip install 'staplecheck[requests]'"
+    ) from error
+
+from ._hostpolicy import HostPolicies, HostPolicyLike, as_host_policies
+from ._log import VerdictLog
+from ._pyopenssl import Clock
+from ._sslcontext import StapleSSLContext
+from ._urllib3 import staple_of, use_staple_pools
+from ._validate import StapleCache
+
+__all__ = ["StapleAdapter", "session"]
+
+
+class StapleAdapter(HTTPAdapter):
+    """A requests transport adapter that checks OCSP staples on every new connection.
+
+    ``verify=`` (bool or CA path), ``cert=`` and HTTP proxies (CONNECT) work as with
+    the default adapter. Every HTTPS response carries ``response.staple`` (a
+    :class:`StapleResult`; ``None`` under policy ``off``). A rejected staple raises
+    ``requests.exceptions.SSLError`` whose chain holds a :class:`StapleError`.
+    """
+
+    def __init__(
+        self,
+        policy: HostPolicyLike = "soft-fail",
+        *,
+        clock: Clock | None = None,
+        cache: StapleCache | None = None,
+        log: VerdictLog | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.policies: HostPolicies = as_host_policies(policy)
+        self.ssl_context = StapleSSLContext(self.policies, clock=clock, cache=cache, log=log)
+        super().__init__(**kwargs)
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        pool_kwargs["ssl_context"] = self.ssl_context
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        use_staple_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        if proxy not in self.proxy_manager:
+            proxy_kwargs.setdefault("ssl_context", self.ssl_context)
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        use_staple_pools(manager)
+        return manager
+
+    def build_response(self, req: Any, resp: Any) -> requests.Response:
+        response = super().build_response(req, resp)
+        response.staple = staple_of(resp)  # type: ignore[attr-defined]
+        return response
+
+
+def session(policy: HostPolicyLike = "soft-fail", **adapter_kwargs: Any) -> requests.Session:
+    """A ``requests.Session`` with a :class:`StapleAdapter` mounted for ``https://``."""
+    s = requests.Session()
+    s.mount("https://", StapleAdapter(policy, **adapter_kwargs))
+    return s

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._errors import StapleError
+from ._errors import StapleError, find_staple_error
 from ._hostpolicy import HostPolicies
 from ._policy import Mode, Policy, PolicyLike, as_policy
 from ._pyopenssl import ClientCert, StapleConnection, TLSConfig, create_context, get_staple_result
@@ -43,6 +43,7 @@ __all__ = [
     "__version__",
     "as_policy",
     "create_context",
+    "find_staple_error",
     "get_staple_result",
     "has_must_staple",
     "pool_manager",

@@ -1,7 +1,8 @@
 """The ``staplecheck`` command: argument parsing and output, nothing else.
 
-Exit codes: 0 good/accepted, 1 any other verdict, 2 usage errors and unreadable or
-unparsable certificate files, 3 (``check``) connection failures.
+Exit codes: 0 good (verify) or accepted (check), 1 any other verdict or a rejection,
+2 usage errors and unreadable or unparsable certificate files, 3 (``check``) a
+connection that failed for a reason other than the staple.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, NoReturn
 
 from cryptography import x509
 
+from ._check import CheckError, check_url, parse_https_url
+from ._policy import Mode, Policy
 from ._result import StapleResult, StapleStatus
 from ._validate import DEFAULT_CLOCK_SKEW, DEFAULT_LIFETIME, DEFAULT_MAX_AGE, validate_staple
 
@@ -25,6 +28,7 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_VERDICT = 1
 EXIT_USAGE = 2
+EXIT_CONNECTION = 3
 
 
 class UsageError(Exception):
@@ -78,6 +82,36 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_time_options(verify)
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.set_defaults(run=_run_verify)
+
+    check = commands.add_parser(
+        "check",
+        help="connect to an HTTPS server and report its staple",
+        description="Connect to URL, ask for a staple, judge it, and apply the policy.",
+    )
+    check.add_argument("url", metavar="URL", help="https://host[:port]/")
+    check.add_argument("--cafile", metavar="PEM", help="trust these CAs instead of certifi")
+    check.add_argument(
+        "--policy",
+        choices=[m.value for m in Mode],
+        default=Mode.SOFT_FAIL.value,
+        help="the policy that decides acceptance (default soft-fail); the staple is "
+        "always asked for and reported",
+    )
+    check.add_argument(
+        "--timeout", type=_parse_timeout, default=10.0, metavar="S", help="seconds (default 10)"
+    )
+    _add_time_options(check)
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(run=_run_check)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run every kind of staple against every policy on local servers",
+        description="Start local stapling servers for good, revoked, unknown, forged, "
+        "stale and missing staples and connect to each under every policy.",
+    )
+    demo.add_argument("--no-color", action="store_true", help="plain output")
+    demo.set_defaults(run=_run_demo)
     return parser
 
 
@@ -159,6 +193,45 @@ def format_result(result: StapleResult) -> str:
     return "\n".join(lines)
 
 
+# --- check ----------------------------------------------------------------------------
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    policy = Policy(
+        mode=Mode(args.policy),
+        clock_skew=args.clock_skew,
+        default_lifetime=args.default_lifetime,
+        max_age=args.max_age,
+    )
+    if args.cafile is not None:
+        _read_file(args.cafile, "CA file")
+    try:
+        parse_https_url(args.url)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    try:
+        report = check_url(args.url, policy=policy, cafile=args.cafile, timeout=args.timeout)
+    except CheckError as error:
+        if args.json:
+            print(json.dumps({"url": args.url, "error": str(error)}, indent=2))
+        print(f"staplecheck: {error}", file=sys.stderr)
+        return EXIT_CONNECTION
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        decision = "accepted" if report.accepted else "REJECTED"
+        print(f"{report.url} ({report.host} port {report.port}, {report.tls_version})")
+        print(f"{'policy:':<19}{report.policy.mode.value}: {decision}")
+        print(format_result(report.staple))
+    return EXIT_OK if report.accepted else EXIT_VERDICT
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    return run_demo(color=False if args.no_color else None)
+
+
 # --- input ----------------------------------------------------------------------------
 
 
@@ -195,6 +268,16 @@ def _read_staple(path: str) -> bytes:
         except ValueError:
             return data
     return data
+
+
+def _parse_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"not a timeout in seconds: {text!r}")
+    return value
 
 
 def _parse_time(text: str) -> datetime.datetime:

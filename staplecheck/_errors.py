@@ -6,7 +6,7 @@ import ssl
 
 from ._result import StapleResult
 
-__all__ = ["StapleError"]
+__all__ = ["StapleError", "find_staple_error"]
 
 
 class StapleError(ssl.SSLCertVerificationError):
@@ -34,3 +34,23 @@ class StapleError(ssl.SSLCertVerificationError):
 
     def __reduce__(self) -> tuple[type[StapleError], tuple[StapleResult, str | None]]:
         return (type(self), (self.result, self.host))
+
+
+def find_staple_error(error: BaseException) -> StapleError | None:
+    """The :class:`StapleError` behind ``error``, however deeply wrapped.
+
+    requests and urllib3 wrap the handshake's exception (``SSLError`` →
+    ``MaxRetryError`` → ``SSLError``); this follows causes, contexts, arguments and
+    urllib3's ``reason`` to find it, so ``find_staple_error(exc).result`` is the verdict.
+    """
+    seen: set[int] = set()
+    stack: list[object] = [error]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or not isinstance(item, BaseException):
+            continue
+        seen.add(id(item))
+        if isinstance(item, StapleError):
+            return item
+        stack.extend([item.__cause__, item.__context__, *item.args, getattr(item, "reason", None)])
+    return None

@@ -19,6 +19,7 @@ from ._result import StapleResult, StapleStatus
 __all__ = ["VerdictLog", "logger"]
 
 logger = logging.getLogger("staplecheck")
+logger.addHandler(logging.NullHandler())  # a library logs only where the application says
 
 _NOTEWORTHY = frozenset({StapleStatus.MISSING, StapleStatus.STALE})
 

@@ -22,6 +22,7 @@ from typing import Any
 import certifi
 from cryptography import x509
 from OpenSSL import SSL, crypto
+from urllib3.util import wait_for_read, wait_for_write
 from urllib3.util.ssl_match_hostname import CertificateError, match_hostname
 
 from ._errors import StapleError
@@ -37,6 +38,7 @@ __all__ = [
     "StapleConnection",
     "TLSConfig",
     "create_context",
+    "drive_handshake",
     "get_staple_result",
 ]
 
@@ -180,7 +182,9 @@ class StapleConnection(SSL.Connection):
 
     It asks for a staple when the host's policy wants one, verifies the peer unless
     ``verify=False``, sends SNI, and after the handshake checks ``server_hostname``
-    against the certificate (unless ``check_hostname=False``). ``do_handshake``
+    against the certificate (unless ``check_hostname=False``). ``request_staple``
+    overrides whether to ask (``policy`` ``off`` with ``request_staple=True`` reports
+    the staple without ever refusing it). ``do_handshake``
     raises :class:`StapleError` when the policy rejects the staple and
     :class:`ssl.SSLCertVerificationError` for chain or host name failures. Read the
     verdict from :attr:`staple`.
@@ -195,19 +199,21 @@ class StapleConnection(SSL.Connection):
         verify: bool = True,
         check_hostname: bool = True,
         policy: Policy | None = None,
+        request_staple: bool | None = None,
     ) -> None:
         super().__init__(context, sock)
         info = _context_info(context)
         host = server_hostname.strip("[]") if server_hostname else None
         chosen = policy or info.policies.policy_for(host)
         self._staple = _Handshake(host=host, policy=chosen, verify=verify)
+        self.staple_requested = chosen.requests_staple if request_staple is None else request_staple
         self._check_hostname = check_hostname and verify and host is not None
         self.set_app_data(self._staple)
         if not verify:
             self.set_verify(SSL.VERIFY_NONE, None)
         if host and not _is_ip(host):
             self.set_tlsext_host_name(host.encode("idna"))
-        if chosen.requests_staple:
+        if self.staple_requested:
             self.request_ocsp()
         self.set_connect_state()
 
@@ -229,7 +235,7 @@ class StapleConnection(SSL.Connection):
             raise
         except SSL.Error as error:
             raise _handshake_failure(state, error) from error
-        if state.policy.requests_staple and state.result is None:
+        if self.staple_requested and state.result is None:
             # The callback did not run: a resumed TLS 1.2 session. There is no verdict
             # to carry over, so judge it as a staple that could not be checked.
             _judge(self, state, None)
@@ -238,6 +244,21 @@ class StapleConnection(SSL.Connection):
                 raise StapleError(state.result, state.host)
         if self._check_hostname:
             _check_hostname(self, state.host or "")
+
+
+def drive_handshake(connection: SSL.Connection, sock: socket.socket) -> None:
+    """Drive the handshake, honouring the socket's timeout as urllib3 does."""
+    while True:
+        try:
+            connection.do_handshake()
+        except SSL.WantReadError:
+            if not wait_for_read(sock, sock.gettimeout()):
+                raise TimeoutError("TLS handshake timed out") from None
+        except SSL.WantWriteError:
+            if not wait_for_write(sock, sock.gettimeout()):
+                raise TimeoutError("TLS handshake timed out") from None
+        else:
+            return
 
 
 def get_staple_result(connection: SSL.Connection) -> StapleResult | None:

@@ -22,11 +22,17 @@ from typing import Any
 
 from OpenSSL import SSL
 from urllib3.contrib.pyopenssl import WrappedSocket
-from urllib3.util import wait_for_read, wait_for_write
 
 from ._hostpolicy import HostPolicyLike, as_host_policies
 from ._log import VerdictLog
-from ._pyopenssl import ClientCert, Clock, StapleConnection, TLSConfig, create_context
+from ._pyopenssl import (
+    ClientCert,
+    Clock,
+    StapleConnection,
+    TLSConfig,
+    create_context,
+    drive_handshake,
+)
 from ._result import StapleResult
 from ._validate import StapleCache
 
@@ -210,7 +216,7 @@ class StapleSSLContext:
         )
         if settings.alpn:
             connection.set_alpn_protos(list(settings.alpn))
-        _handshake(connection, sock)
+        drive_handshake(connection, sock)
         return StapleSocket(connection, sock, suppress_ragged_eofs)
 
     def _take_settings(self) -> _Settings:
@@ -243,21 +249,6 @@ class StapleSSLContext:
                 )
                 self._contexts[config] = context
             return context
-
-
-def _handshake(connection: StapleConnection, sock: socket.socket) -> None:
-    """Drive the handshake, honouring the socket's timeout as urllib3 does."""
-    while True:
-        try:
-            connection.do_handshake()
-        except SSL.WantReadError:
-            if not wait_for_read(sock, sock.gettimeout()):
-                raise TimeoutError("TLS handshake timed out") from None
-        except SSL.WantWriteError:
-            if not wait_for_write(sock, sock.gettimeout()):
-                raise TimeoutError("TLS handshake timed out") from None
-        else:
-            return
 
 
 def _tuple(path: str | os.PathLike[str] | None) -> tuple[str, ...]:

@@ -80,7 +80,8 @@ class StaplingServer:
     def stop(self) -> None:
         self._stopping.set()
         try:
-            self._listener.close()
+            # close() alone does not wake a thread blocked in accept(); shutdown() does.
+            _close_quietly(self._listener)
         finally:
             with self._lock:
                 for sock in list(self._open):

@@ -1,0 +1,118 @@
+"""``staplecheck check``: connect to a server and report what it staples."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import ssl
+import urllib.parse
+from typing import Any
+
+from ._policy import Mode, Policy
+from ._pyopenssl import StapleConnection, TLSConfig, create_context, drive_handshake
+from ._result import StapleResult
+from ._tlsfeature import has_must_staple
+from ._validate import StapleCache
+
+__all__ = ["CheckError", "CheckReport", "check_url", "parse_https_url"]
+
+
+class CheckError(Exception):
+    """The connection failed for a reason other than the staple."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckReport:
+    """What one connection showed: the staple's verdict and the policy's decision."""
+
+    url: str
+    host: str
+    port: int
+    policy: Policy
+    accepted: bool
+    tls_version: str
+    must_staple: bool
+    staple: StapleResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "host": self.host,
+            "port": self.port,
+            "policy": self.policy.mode.value,
+            "accepted": self.accepted,
+            "tls_version": self.tls_version,
+            "must_staple": self.must_staple,
+            "staple": self.staple.to_dict(),
+        }
+
+
+def parse_https_url(url: str) -> tuple[str, int]:
+    """Host and port of an ``https://`` URL; ``ValueError`` otherwise."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme.lower() != "https":
+        raise ValueError(f"not an https:// URL: {url!r}")
+    try:
+        port = parsed.port or 443
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}") from None
+    if not parsed.hostname:
+        raise ValueError(f"no host in {url!r}")
+    return parsed.hostname, port
+
+
+def check_url(
+    url: str,
+    *,
+    policy: Policy,
+    cafile: str | None = None,
+    timeout: float = 10.0,
+) -> CheckReport:
+    """Handshake with the server behind ``url``, always asking for a staple.
+
+    The handshake itself never refuses the staple (it is judged and reported); then
+    ``policy`` decides acceptance, exactly as it would for a real client. Chain and
+    host name are verified as always: their failures raise :class:`CheckError`.
+    """
+    host, port = parse_https_url(url)
+    observe = dataclasses.replace(policy, mode=Mode.OFF)
+    config = TLSConfig(cafiles=(cafile,) if cafile else ())
+    try:
+        context = create_context(observe, config=config, cache=StapleCache(maxsize=4))
+    except Exception as error:  # noqa: BLE001 - bad CA files surface here
+        raise CheckError(f"cannot load CA file {cafile}: {error}") from None
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as error:
+        raise CheckError(f"cannot connect to {host} port {port}: {_describe(error)}") from None
+    try:
+        connection = StapleConnection(
+            context, sock, server_hostname=host, policy=observe, request_staple=True
+        )
+        try:
+            drive_handshake(connection, sock)
+        except (ssl.SSLError, OSError) as error:
+            raise CheckError(f"TLS with {host} port {port} failed: {_describe(error)}") from None
+        result = connection.staple
+        assert result is not None  # asked for, so judged
+        peer = connection.get_peer_certificate(as_cryptography=True)
+        return CheckReport(
+            url=url,
+            host=host,
+            port=port,
+            policy=policy,
+            accepted=policy.accepts(result),
+            tls_version=connection.get_protocol_version_name(),
+            must_staple=peer is not None and has_must_staple(peer),
+            staple=result,
+        )
+    finally:
+        sock.close()
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(error, ssl.SSLError) and len(error.args) > 1 and isinstance(error.args[1], str):
+        return error.args[1]
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__

@@ -11,6 +11,7 @@ import argparse
 import base64
 import datetime
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -46,9 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if not hasattr(args, "run"):
-            parser.print_help(sys.stderr)
-            return EXIT_USAGE
+            raise UsageError("choose a command: verify, check or demo (see staplecheck --help)")
         code: int = args.run(args)
+        sys.stdout.flush()
         return code
     except UsageError as error:
         print(f"staplecheck: error: {error}", file=sys.stderr)
@@ -57,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``| head``): not an error worth a traceback. Point
+        # stdout at /dev/null so the interpreter's final flush stays quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_VERDICT
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -32,8 +32,11 @@ class StapleHTTPSConnection(HTTPSConnection):
     """
 
     def getresponse(self) -> Any:  # urllib3's own signature returns HTTPResponse
+        # Read the verdict first: http.client drops ``self.sock`` inside getresponse()
+        # when the server closes the connection after this response.
+        staple = staple_of(self.sock)
         response = super().getresponse()
-        response.staple = staple_of(self.sock)  # type: ignore[attr-defined]
+        response.staple = staple  # type: ignore[attr-defined]
         return response
 
 

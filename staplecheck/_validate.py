@@ -54,9 +54,9 @@ class _Evidence:
 
     result: StapleResult
     """The verdict if the time rules pass (status good, revoked or unknown)."""
-    signer_valid_from: datetime.datetime | None
-    """A delegated responder's validity period, checked against ``now`` each call."""
-    signer_valid_until: datetime.datetime | None
+    signer_validity: tuple[tuple[datetime.datetime, datetime.datetime], ...]
+    """Validity periods of the delegated responder certificates whose key verified the
+    signature (none when the issuer signed); one must contain ``now``, every call."""
 
 
 _Outcome = Union[_Evidence, StapleResult]
@@ -138,12 +138,12 @@ def _examine(der: bytes, leaf: x509.Certificate, issuer: x509.Certificate) -> _O
     try:
         response = _parse(der)
         _check_response_status(response)
-        signer = _identify_signer(response, leaf, issuer)
-        _verify_signature(response, der, signer)
+        candidates = _identify_signers(response, leaf, issuer)
+        signers = _verify_signature(response, der, candidates)
         entry = _match_entry(response, leaf, issuer)
         _check_critical_extensions(response, der)
         _check_update_order(entry)
-        return _evidence(response, entry, signer, facts)
+        return _evidence(response, entry, signers, facts)
     except _RuleFailedError as failure:
         return facts.invalid(str(failure))
     except Exception as error:  # noqa: BLE001 - anything unforeseen fails closed
@@ -188,28 +188,48 @@ class _Signer(NamedTuple):
     valid_until: datetime.datetime | None
 
 
-def _identify_signer(
+# A response may embed several certificates matching its ResponderID (a responder
+# certificate renewed with the same name); each costs a signature check, so few are tried.
+_MAX_DELEGATES = 4
+
+
+def _identify_signers(
     response: ocsp.OCSPResponse, leaf: x509.Certificate, issuer: x509.Certificate
-) -> _Signer:
-    """RFC 6960 §4.2.2.2: the issuer itself, or a responder it delegated directly.
+) -> list[_Signer]:
+    """RFC 6960 §4.2.2.2: the issuer itself, or responders it delegated directly.
 
     The ResponderID (by name or by SHA-1 key hash, §4.2.1) picks the signer among the
     issuer and the certificates embedded in the response; nothing else is considered,
-    not even the rest of the verified chain.
+    not even the rest of the verified chain. Embedded certificates that match but
+    fail the delegation rules are passed over; if none is left, the first failure is
+    the reason.
     """
     matches = _responder_id_matcher(response)
     if matches(issuer):
-        return _Signer(issuer.public_key(), f"issuer {_name(issuer.subject)}", None, None)
+        return [_Signer(issuer.public_key(), f"issuer {_name(issuer.subject)}", None, None)]
+    delegates: list[_Signer] = []
+    first_failure: _RuleFailedError | None = None
     for candidate in response.certificates:
-        if matches(candidate):
+        if len(delegates) == _MAX_DELEGATES:
+            break
+        if not matches(candidate):
+            continue
+        try:
             _check_delegate(candidate, leaf, issuer)
-            return _Signer(
+        except _RuleFailedError as failure:
+            first_failure = first_failure or failure
+            continue
+        delegates.append(
+            _Signer(
                 candidate.public_key(),
                 f"delegated responder {_name(candidate.subject)}",
                 candidate.not_valid_before_utc,
                 candidate.not_valid_after_utc,
             )
-    raise _RuleFailedError(
+        )
+    if delegates:
+        return delegates
+    raise first_failure or _RuleFailedError(
         "the ResponderID names neither the issuer nor a certificate in the response "
         "(RFC 6960 §4.2.2.2)"
     )
@@ -252,6 +272,27 @@ def _check_delegate(
         raise _RuleFailedError(
             f"{who} lacks the id-kp-OCSPSigning extended key usage (RFC 6960 §4.2.2.2)"
         )
+    _check_delegate_extensions(delegate, who)
+
+
+def _check_delegate_extensions(delegate: x509.Certificate, who: str) -> None:
+    """RFC 5280 §4.2: no unrecognized critical extension; §4.2.1.3: if keyUsage is
+    present, it allows digitalSignature."""
+    try:
+        extensions = list(delegate.extensions)
+    except ValueError as error:
+        raise _RuleFailedError(f"{who} has malformed extensions: {error}") from None
+    for extension in extensions:
+        value = extension.value
+        if isinstance(value, x509.UnrecognizedExtension) and extension.critical:
+            raise _RuleFailedError(
+                f"{who} has an unrecognized critical extension {extension.oid.dotted_string} "
+                "(RFC 5280 §4.2)"
+            )
+        if isinstance(value, x509.KeyUsage) and not value.digital_signature:
+            raise _RuleFailedError(
+                f"{who} has a keyUsage without digitalSignature (RFC 5280 §4.2.1.3)"
+            )
 
 
 # RFC 6960 §4.2.1 signs with an AlgorithmIdentifier; RFC 5280 §4.1.1.2, RFC 4055,
@@ -284,8 +325,28 @@ _HASH_OIDS: dict[str, Callable[[], hashes.HashAlgorithm]] = {
 _MGF1 = "1.2.840.113549.1.1.8"
 
 
-def _verify_signature(response: ocsp.OCSPResponse, der: bytes, signer: _Signer) -> None:
-    """RFC 6960 §4.2.1 / §3.2 item 2: the signature over tbsResponseData verifies."""
+def _verify_signature(
+    response: ocsp.OCSPResponse, der: bytes, candidates: list[_Signer]
+) -> list[_Signer]:
+    """RFC 6960 §4.2.1 / §3.2 item 2: the signature over tbsResponseData verifies.
+
+    Returns the candidates whose key verifies it (normally exactly one)."""
+    verified: list[_Signer] = []
+    failure: _RuleFailedError | None = None
+    for signer in candidates:
+        try:
+            _verify_with(response, der, signer)
+        except _RuleFailedError as error:
+            failure = failure or error
+            continue
+        verified.append(signer)
+    if not verified:
+        assert failure is not None
+        raise failure
+    return verified
+
+
+def _verify_with(response: ocsp.OCSPResponse, der: bytes, signer: _Signer) -> None:
     oid = response.signature_algorithm_oid.dotted_string
     key = signer.public_key
     data = response.tbs_response_bytes
@@ -309,8 +370,8 @@ def _verify_signature(response: ocsp.OCSPResponse, der: bytes, signer: _Signer) 
             key.verify(signature, data)
         else:
             raise _RuleFailedError(
-                f"signature algorithm {oid} with a {type(key).__name__.lstrip('_')} "
-                "is not supported (RFC 6960 §4.2.1)"
+                f"signature algorithm {oid} with the {signer.description}'s "
+                f"{_key_kind(key)} key is not supported (RFC 6960 §4.2.1)"
             )
     except InvalidSignature:
         raise _RuleFailedError(
@@ -480,9 +541,10 @@ _STATUS = {
 def _evidence(
     response: ocsp.OCSPResponse,
     entry: ocsp.OCSPSingleResponse,
-    signer: _Signer,
+    signers: list[_Signer],
     facts: _Facts,
 ) -> _Evidence:
+    signer = signers[0]
     status = _STATUS[entry.certificate_status]
     reason = entry.revocation_reason
     revocation_reason = _REASON_NAMES.get(reason) if reason is not None else None
@@ -507,7 +569,12 @@ def _evidence(
         serial_number=facts.serial_number,
         must_staple=facts.must_staple,
     )
-    return _Evidence(result, signer.valid_from, signer.valid_until)
+    validity = tuple(
+        (s.valid_from, s.valid_until)
+        for s in signers
+        if s.valid_from is not None and s.valid_until is not None
+    )
+    return _Evidence(result, validity)
 
 
 _REASON_NAMES = {
@@ -536,13 +603,14 @@ def _judge_time(
 ) -> StapleResult:
     """RFC 6960 §4.2.2.1 and §3.2 items 4-6, with DESIGN.md's skew and age bounds."""
     result = evidence.result
-    valid_from, valid_until = evidence.signer_valid_from, evidence.signer_valid_until
-    if valid_from is not None and valid_until is not None and not valid_from <= now <= valid_until:
+    validity = evidence.signer_validity
+    if validity and not any(start <= now <= end for start, end in validity):
+        start, end = validity[0]
         return _downgrade(
             result,
             StapleStatus.INVALID,
             f"the {result.responder} certificate is not valid now "
-            f"({valid_from.isoformat()} to {valid_until.isoformat()}; RFC 6960 §4.2.2.2)",
+            f"({start.isoformat()} to {end.isoformat()}; RFC 6960 §4.2.2.2)",
         )
     this_update = result.this_update
     assert this_update is not None  # every entry has one
@@ -559,7 +627,7 @@ def _judge_time(
     else:
         expired = this_update + default_lifetime < earliest
         why = (
-            "has no nextUpdate and is older than the default lifetime of "
+            "without nextUpdate and older than the default lifetime of "
             f"{default_lifetime} (RFC 6960 §4.2.2.1)"
         )
     if not expired and this_update + max_age < earliest:
@@ -600,6 +668,16 @@ def _key_hash(cert: x509.Certificate, digest: Callable[..., hashlib._Hash]) -> b
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return digest(_der.subject_public_key_bits(spki)).digest()
+
+
+def _key_kind(key: object) -> str:
+    kinds = {
+        rsa.RSAPublicKey: "RSA",
+        ec.EllipticCurvePublicKey: "EC",
+        ed25519.Ed25519PublicKey: "Ed25519",
+        ed448.Ed448PublicKey: "Ed448",
+    }
+    return next((name for kind, name in kinds.items() if isinstance(key, kind)), "unsupported")
 
 
 def _name(name: x509.Name) -> str:

@@ -109,10 +109,10 @@ class StaplingServer:
         if tls_version is not None:
             context.set_min_proto_version(_VERSIONS[tls_version])
             context.set_max_proto_version(_VERSIONS[tls_version])
-        context.use_certificate(crypto.X509.from_cryptography(self.identity.cert))
+        context.use_certificate(self.identity.cert)
         for extra in self.identity.chain[1:]:
-            context.add_extra_chain_cert(crypto.X509.from_cryptography(extra))
-        context.use_privatekey(crypto.PKey.from_cryptography_key(self.identity.private_key))
+            context.add_extra_chain_cert(extra)
+        context.use_privatekey(self.identity.private_key)
         context.set_ocsp_server_callback(self._staple_for_handshake)
         if client_ca is not None:
             store = context.get_cert_store()
@@ -155,6 +155,9 @@ class StaplingServer:
             with self._lock:
                 self.handshakes += 1
             self._answer_requests(connection)
+            # A clean close_notify keeps the session resumable (OpenSSL drops sessions
+            # of connections freed without one).
+            connection.shutdown()
         except (SSL.Error, OSError):
             pass  # the client refused us, or went away: both are the tests' business
         finally:

@@ -1,0 +1,422 @@
+"""Real stapling TLS servers on loopback: ``openssl s_server`` and nginx.
+
+Used by the real-server tests and the benchmarks. Each launcher is a context manager
+that picks an ephemeral port on 127.0.0.1, starts the server, waits until the port
+accepts TCP connections, and always stops the process it started (SIGTERM, then
+SIGKILL after a timeout). A server that does not come up raises
+:class:`ServerStartError` carrying its command line, exit code and output (nginx: its
+error log). Binaries are found with :func:`tests.conftest.require_program`, so a
+missing one skips locally and fails in CI.
+
+Facts measured on this project's machines (OpenSSL 3.0, nginx 1.22 from Debian's
+``nginx-light``), each pinned by a test in ``tests/test_realservers.py``:
+
+- ``openssl s_server -status_file FILE`` staples FILE, read as DER, on every full
+  handshake whose ClientHello asks for it (``status_request``), in TLS 1.2 (the
+  CertificateStatus message) and TLS 1.3 (the leaf's Certificate entry extension),
+  from the very first connection. It never looks at the response: revoked, stale,
+  badly signed responses and responses for another certificate are all sent. It
+  does not check that the file parses until a client asks for a staple: a garbage
+  file starts fine and then fails that handshake (the client sees an alert), so
+  "invalid" cases must use well-formed but wrong responses. Without ``-status_file``
+  it sends no staple. ``-cert`` takes only the first certificate of a file, so the
+  intermediates go in ``-cert_chain``.
+- nginx with ``ssl_stapling on; ssl_stapling_file FILE;`` reads FILE when it loads
+  its configuration, so the **first** connection already gets the staple: no warm-up
+  handshake is needed (unlike stapling from a responder URL, where nginx sends no
+  staple until a background fetch completes). It does not verify the file's
+  response either (``ssl_stapling_verify`` only applies to fetched responses), nor
+  its age: stale, revoked and foreign responses are stapled as they are. Unparsable
+  DER in FILE is a configuration error: nginx refuses to start. The staple is sent
+  in TLS 1.2 and 1.3 alike. ``ssl_certificate`` must hold the full chain for clients
+  to verify it, but stapling from a file does not need it: nginx staples FILE even
+  when ``ssl_certificate`` has the leaf alone (it needs the issuer only to build
+  requests to a responder).
+- Neither server staples unless the client asks: a client that does not send
+  ``status_request`` (staplecheck under policy ``off``) gets no staple.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from tests.conftest import require_program
+
+__all__ = [
+    "SERVER_KINDS",
+    "TLS_VERSIONS",
+    "Nginx",
+    "OpenSSLServer",
+    "RealServer",
+    "ServerStartError",
+    "free_port",
+    "launch",
+    "port_accepts",
+]
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+BIND_ATTEMPTS = 5
+_BIND_FAILURES = ("address already in use", "errno=98", "(98:")
+
+TLSVersion = Literal["1.2", "1.3"]
+TLS_VERSIONS: tuple[TLSVersion, ...] = ("1.2", "1.3")
+SERVER_KINDS = ("s_server", "nginx")
+
+
+class ServerStartError(RuntimeError):
+    """A server did not start; the message carries its command and its output."""
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port that was free a moment ago (bind port 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_accepts(port: int, host: str = HOST, timeout: float = 0.2) -> bool:
+    """Whether a TCP connection to ``host:port`` succeeds now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class RealServer:
+    """One external server process on 127.0.0.1: the parts nginx and s_server share.
+
+    Subclasses name the ``program`` and build the command line for a port in
+    :meth:`_command`, writing whatever files they need into ``self.directory``.
+    """
+
+    program = ""
+
+    def __init__(self) -> None:
+        self.port: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    # --- what subclasses provide -------------------------------------------------------
+
+    def _command(self, binary: str, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def _logs(self) -> str:
+        """Everything the server said: its stdout/stderr file, plus subclass logs."""
+        return _read(self.directory / "output.log")
+
+    # --- public ------------------------------------------------------------------------
+
+    @property
+    def directory(self) -> Path:
+        """The server's private temporary directory (config, logs, split PEM files)."""
+        if self._tmp is None:
+            raise RuntimeError("the server is not started")
+        return Path(self._tmp.name)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def url(self, host: str = "localhost", path: str = "/") -> str:
+        if self.port is None:
+            raise RuntimeError("the server is not started")
+        return f"https://{host}:{self.port}{path}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> RealServer:
+        binary = require_program(self.program)
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"staplecheck-{self.program}-")
+        try:
+            self._start(binary)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL) and remove the temporary directory."""
+        process, self._process = self._process, None
+        if process is not None:
+            _terminate(process)
+        tmp, self._tmp = self._tmp, None
+        if tmp is not None:
+            tmp.cleanup()
+
+    def __enter__(self) -> RealServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _start(self, binary: str) -> None:
+        failures: list[str] = []
+        for _ in range(BIND_ATTEMPTS):
+            port = free_port()
+            command = self._command(binary, port)
+            with open(self.directory / "output.log", "wb") as output:
+                process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.directory,
+                    start_new_session=True,  # a terminal's Ctrl-C is the test run's
+                )
+            self._process = process
+            if _wait_until_listening(process, port):
+                self.port = port
+                return
+            _terminate(process)
+            self._process = None
+            logs = self._logs()
+            failure = (
+                f"{self.program} did not start on {HOST}:{port} "
+                f"(exit code {process.returncode}).\ncommand: {' '.join(command)}\n{logs}"
+            )
+            if not any(sign in logs.lower() for sign in _BIND_FAILURES):
+                raise ServerStartError(failure)
+            failures.append(failure)  # someone took the port first: try another
+        raise ServerStartError(
+            f"{self.program} could not bind a port in {BIND_ATTEMPTS} attempts:\n"
+            + "\n".join(failures)
+        )
+
+
+class OpenSSLServer(RealServer):
+    """``openssl s_server -www`` serving a chain, stapling ``status_file`` if given.
+
+    ``cert_chain_pem_path`` holds the leaf first, then its intermediates (as
+    :meth:`staplecheck.testing.Identity.write` writes it). Only one TLS version is
+    offered: ``tls_version`` ``"1.2"`` or ``"1.3"``. ``GET /`` answers 200 with
+    s_server's status page.
+    """
+
+    program = "openssl"
+
+    def __init__(
+        self,
+        cert_chain_pem_path: str | os.PathLike[str],
+        key_path: str | os.PathLike[str],
+        status_file: str | os.PathLike[str] | None = None,
+        tls_version: TLSVersion = "1.3",
+    ) -> None:
+        super().__init__()
+        if tls_version not in ("1.2", "1.3"):
+            raise ValueError(f"tls_version must be '1.2' or '1.3', not {tls_version!r}")
+        self.cert_chain_pem_path = Path(cert_chain_pem_path)
+        self.key_path = Path(key_path)
+        self.status_file = None if status_file is None else Path(status_file)
+        self.tls_version = tls_version
+
+    def _command(self, binary: str, port: int) -> list[str]:
+        leaf, intermediates = _split_pem(self.cert_chain_pem_path.read_bytes())
+        (self.directory / "leaf.pem").write_bytes(leaf)
+        command = [
+            binary,
+            "s_server",
+            "-accept",
+            f"{HOST}:{port}",
+            "-cert",
+            str(self.directory / "leaf.pem"),
+            "-key",
+            str(self.key_path),
+            "-www",
+            "-quiet",
+            "-tls1_2" if self.tls_version == "1.2" else "-tls1_3",
+        ]
+        if intermediates:
+            (self.directory / "chain.pem").write_bytes(intermediates)
+            command += ["-cert_chain", str(self.directory / "chain.pem")]
+        if self.status_file is not None:
+            command += ["-status_file", str(self.status_file)]
+        return command
+
+
+class Nginx(RealServer):
+    """nginx serving ``location / { return 200 "ok\\n"; }`` over TLS.
+
+    ``cert_chain_path`` is ``ssl_certificate`` (leaf first, then intermediates);
+    ``staple_file`` (DER) turns on ``ssl_stapling`` with ``ssl_stapling_file``.
+    ``tls_versions`` is ``ssl_protocols``. nginx runs in the foreground as one process
+    (``daemon off; master_process off;``), with its pid file, error log and temp
+    directories in its own temporary directory.
+    """
+
+    program = "nginx"
+
+    def __init__(
+        self,
+        cert_chain_path: str | os.PathLike[str],
+        key_path: str | os.PathLike[str],
+        staple_file: str | os.PathLike[str] | None = None,
+        tls_versions: Sequence[str] = ("TLSv1.2", "TLSv1.3"),
+    ) -> None:
+        super().__init__()
+        self.cert_chain_path = Path(cert_chain_path)
+        self.key_path = Path(key_path)
+        self.staple_file = None if staple_file is None else Path(staple_file)
+        self.tls_versions = tuple(tls_versions)
+
+    def config(self, port: int) -> str:
+        """The nginx.conf for ``port``."""
+        tmp = self.directory
+        stapling = (
+            f"ssl_stapling on;\n        ssl_stapling_file {self.staple_file};"
+            if self.staple_file is not None
+            else "ssl_stapling off;"
+        )
+        temp_paths = "\n    ".join(
+            f"{kind}_temp_path {tmp / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        return f"""\
+daemon off;
+master_process off;
+pid {tmp / "nginx.pid"};
+error_log {tmp / "error.log"} info;
+events {{
+    worker_connections 256;
+}}
+http {{
+    access_log off;
+    {temp_paths}
+    server {{
+        listen {HOST}:{port} ssl;
+        server_name localhost;
+        ssl_certificate {self.cert_chain_path};
+        ssl_certificate_key {self.key_path};
+        ssl_protocols {" ".join(self.tls_versions)};
+        ssl_session_tickets off;
+        ssl_session_cache off;
+        {stapling}
+        location / {{
+            default_type text/plain;
+            return 200 "ok\\n";
+        }}
+    }}
+}}
+"""
+
+    def _command(self, binary: str, port: int) -> list[str]:
+        conf = self.directory / "nginx.conf"
+        conf.write_text(self.config(port))
+        return [binary, "-p", f"{self.directory}/", "-c", str(conf), "-e", "stderr"]
+
+    def _logs(self) -> str:
+        return super()._logs() + _read(self.directory / "error.log")
+
+
+def launch(
+    kind: str,
+    cert_chain: str | os.PathLike[str],
+    key: str | os.PathLike[str],
+    staple: str | os.PathLike[str] | None = None,
+    tls_version: TLSVersion = "1.3",
+) -> RealServer:
+    """A server of ``kind`` (``"s_server"`` or ``"nginx"``), not yet started, that
+    offers only ``tls_version`` and staples the DER file ``staple`` (None: no staple)."""
+    if kind == "s_server":
+        return OpenSSLServer(cert_chain, key, staple, tls_version)
+    if kind == "nginx":
+        return Nginx(cert_chain, key, staple, (f"TLSv{tls_version}",))
+    raise ValueError(f"unknown server kind {kind!r}; expected one of {SERVER_KINDS}")
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _wait_until_listening(process: subprocess.Popen[bytes], port: int) -> bool:
+    """Whether ``process`` itself listens on ``port`` within the timeout.
+
+    A bare TCP connect is not proof: when someone else took the port first, nginx
+    keeps retrying bind() for about 2.5 s, and that other listener answers meanwhile.
+    Where ``/proc`` exists, the listening socket must be one of the process's own
+    descriptors.
+    """
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        if _listens(process.pid, port) and port_accepts(port):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on 127.0.0.1:``port``."""
+    try:
+        table = Path("/proc/net/tcp").read_text()
+    except OSError:
+        return True  # no /proc: fall back on the TCP connect alone
+    local = f"0100007F:{port:04X}"
+    inodes = {
+        f"socket:[{fields[9]}]"
+        for fields in (line.split() for line in table.splitlines()[1:])
+        if len(fields) > 9 and fields[1] == local and fields[3] == "0A"  # 0A: LISTEN
+    }
+    if not inodes:
+        return False
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    return True
+    return False
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, wait, then SIGKILL: only this process, by its id."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        process.wait(timeout=STOP_TIMEOUT)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+_PEM_END = b"-----END CERTIFICATE-----"
+
+
+def _split_pem(data: bytes) -> tuple[bytes, bytes]:
+    """The first certificate of a PEM file, and the rest."""
+    end = data.find(_PEM_END)
+    if end < 0:
+        raise ValueError("no PEM certificate in the chain file")
+    end += len(_PEM_END)
+    return data[:end] + b"\n", data[end:].lstrip()

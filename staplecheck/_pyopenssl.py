@@ -388,7 +388,7 @@ def _handshake_failure(state: _Handshake, error: SSL.Error) -> ssl.SSLError:
         failure.verify_code = errno
         failure.verify_message = text
         return failure
-    return ssl.SSLError(f"TLS handshake with {state.host or 'the server'} failed: {error!r}")
+    return ssl.SSLError(1, f"TLS handshake with {state.host or 'the server'} failed: {error!r}")
 
 
 def _check_hostname(connection: SSL.Connection, host: str) -> None:

@@ -9,31 +9,44 @@ error log). Binaries are found with :func:`tests.conftest.require_program`, so a
 missing one skips locally and fails in CI.
 
 Facts measured on this project's machines (OpenSSL 3.0, nginx 1.22 from Debian's
-``nginx-light``), each pinned by a test in ``tests/test_realservers.py``:
+``nginx-light``); the tests named in brackets pin them (``tests/test_realservers.py``,
+``tests/test_check_e2e.py``):
 
-- ``openssl s_server -status_file FILE`` staples FILE, read as DER, on every full
-  handshake whose ClientHello asks for it (``status_request``), in TLS 1.2 (the
-  CertificateStatus message) and TLS 1.3 (the leaf's Certificate entry extension),
-  from the very first connection. It never looks at the response: revoked, stale,
-  badly signed responses and responses for another certificate are all sent. It
-  does not check that the file parses until a client asks for a staple: a garbage
-  file starts fine and then fails that handshake (the client sees an alert), so
-  "invalid" cases must use well-formed but wrong responses. Without ``-status_file``
-  it sends no staple. ``-cert`` takes only the first certificate of a file, so the
-  intermediates go in ``-cert_chain``.
-- nginx with ``ssl_stapling on; ssl_stapling_file FILE;`` reads FILE when it loads
-  its configuration, so the **first** connection already gets the staple: no warm-up
-  handshake is needed (unlike stapling from a responder URL, where nginx sends no
-  staple until a background fetch completes). It does not verify the file's
-  response either (``ssl_stapling_verify`` only applies to fetched responses), nor
-  its age: stale, revoked and foreign responses are stapled as they are. Unparsable
-  DER in FILE is a configuration error: nginx refuses to start. The staple is sent
-  in TLS 1.2 and 1.3 alike. ``ssl_certificate`` must hold the full chain for clients
-  to verify it, but stapling from a file does not need it: nginx staples FILE even
-  when ``ssl_certificate`` has the leaf alone (it needs the issuer only to build
-  requests to a responder).
-- Neither server staples unless the client asks: a client that does not send
-  ``status_request`` (staplecheck under policy ``off``) gets no staple.
+- ``openssl s_server -status_file FILE`` staples FILE (DER) on every full handshake
+  whose ClientHello asks for a staple, in TLS 1.2 (CertificateStatus message) and 1.3
+  (extension of the leaf's Certificate entry), from the very first handshake on
+  [test_the_first_handshake_is_already_stapled]. It never judges the response:
+  revoked, unknown, stale, badly signed responses and responses about another
+  certificate are all sent [the policy table; test_check_reports_openssl_made_staples].
+  It does not parse FILE until a client asks for a staple: a garbage FILE starts fine,
+  serves clients that do not ask, and fails every handshake that asks with an
+  internal_error alert [test_s_server_starts_with_an_unparsable_status_file...]. So
+  end-to-end "invalid" staples must be well-formed but wrong. Without
+  ``-status_file`` it staples nothing [the "missing" rows]. ``-cert`` reads one
+  certificate, so the intermediates go in ``-cert_chain``. ``-www`` answers
+  ``HTTP/1.0`` and closes the connection after each response (so a client that loses
+  its verdict when http.client drops the socket shows here). A port already taken
+  makes it print "Address already in use" and exit with status 0.
+- nginx with ``ssl_stapling on; ssl_stapling_file FILE;`` reads FILE with its
+  configuration, so the **first** handshake already gets the staple: no warm-up
+  connection is needed [test_the_first_handshake_is_already_stapled]. (Stapling from
+  a responder URL is different: nginx fetches in the background and staples only
+  later handshakes; not used here.) It does not verify FILE's response either
+  (``ssl_stapling_verify`` applies to fetched responses) nor its age: stale, revoked
+  and foreign responses are stapled as they are [the policy table]. Unparsable DER in
+  FILE is a configuration error, "d2i_OCSP_RESPONSE_bio(...) failed", and nginx does
+  not start [test_nginx_refuses_to_start_with_an_unparsable_staple]. TLS 1.2 and 1.3
+  alike. Stapling from a file does not need the issuer: nginx staples FILE even when
+  ``ssl_certificate`` holds the leaf alone, but clients then cannot verify the chain,
+  so ``ssl_certificate`` gets the full chain
+  [test_nginx_staples_from_a_file_without_the_issuer_in_ssl_certificate]. When the
+  port is taken, nginx retries bind() for about 2.5 s before it exits; meanwhile the
+  port's real owner answers TCP connects, which is why readiness means "this process
+  holds the listening socket" (checked in ``/proc``), not just "the port answers"
+  [test_a_port_taken_meanwhile_is_retried].
+- Readiness is probed with a bare TCP connect (nginx logs it as "client closed
+  connection while SSL handshaking"), so a client's first TLS handshake is the
+  server's first.
 """
 
 from __future__ import annotations
@@ -141,6 +154,8 @@ class RealServer:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> RealServer:
+        if self._process is not None:
+            raise RuntimeError(f"{self.program} is already running on port {self.port}")
         binary = require_program(self.program)
         self._tmp = tempfile.TemporaryDirectory(prefix=f"staplecheck-{self.program}-")
         try:

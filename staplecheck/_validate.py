@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 from collections.abc import Callable
-from typing import NamedTuple, Union
+from typing import Any, NamedTuple, TypeVar, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -43,6 +44,30 @@ _UTC = datetime.timezone.utc
 
 class _RuleFailedError(Exception):
     """A rule failed; the message names it. Caught in :func:`_examine`."""
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# What cryptography and the DER reader raise on malformed input. cryptography parses
+# some fields lazily (embedded certificates, keys, names), so these can surface in any
+# rule; each rule then reports itself as the one that met the malformed field.
+_MALFORMED = (ValueError, TypeError, UnsupportedAlgorithm, IndexError, _der.DERError)
+
+
+def _rule(name: str) -> Callable[[_F], _F]:
+    """Name a rule, so that malformed input met while checking it is reported by it."""
+
+    def decorate(check: _F) -> _F:
+        @functools.wraps(check)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return check(*args, **kwargs)
+            except _MALFORMED as error:
+                raise _RuleFailedError(f"{name}: malformed response ({error})") from None
+
+        return checked  # type: ignore[return-value]
+
+    return decorate
 
 
 # --- what the time-independent checks establish -------------------------------------
@@ -173,6 +198,7 @@ def _parse(der: bytes) -> ocsp.OCSPResponse:
         raise _RuleFailedError(f"not a DER OCSP response (RFC 6960 §4.2.1): {error}") from None
 
 
+@_rule("responseStatus (RFC 6960 §4.2.1)")
 def _check_response_status(response: ocsp.OCSPResponse) -> None:
     """RFC 6960 §4.2.1: only a successful response carries a basic response."""
     status = response.response_status
@@ -193,6 +219,7 @@ class _Signer(NamedTuple):
 _MAX_DELEGATES = 4
 
 
+@_rule("responder identification (RFC 6960 §4.2.2.2)")
 def _identify_signers(
     response: ocsp.OCSPResponse, leaf: x509.Certificate, issuer: x509.Certificate
 ) -> list[_Signer]:
@@ -325,6 +352,7 @@ _HASH_OIDS: dict[str, Callable[[], hashes.HashAlgorithm]] = {
 _MGF1 = "1.2.840.113549.1.1.8"
 
 
+@_rule("signature (RFC 6960 §4.2.1)")
 def _verify_signature(
     response: ocsp.OCSPResponse, der: bytes, candidates: list[_Signer]
 ) -> list[_Signer]:
@@ -435,6 +463,7 @@ _PRECEDENCE = {
 }
 
 
+@_rule("CertID match (RFC 6960 §4.1.1)")
 def _match_entry(
     response: ocsp.OCSPResponse, leaf: x509.Certificate, issuer: x509.Certificate
 ) -> ocsp.OCSPSingleResponse:
@@ -483,6 +512,7 @@ _KNOWN_EXTENSIONS = frozenset(
 )
 
 
+@_rule("extensions (RFC 6960 §4.4)")
 def _check_critical_extensions(response: ocsp.OCSPResponse, der: bytes) -> None:
     """RFC 6960 §4.4 with RFC 5280 §4.2: an unrecognized critical extension fails.
 
@@ -524,6 +554,7 @@ def _all_single_extensions(der: bytes) -> list[tuple[str, bool]]:
     return found
 
 
+@_rule("thisUpdate/nextUpdate (RFC 6960 §4.2.2.1)")
 def _check_update_order(entry: ocsp.OCSPSingleResponse) -> None:
     """RFC 6960 §4.2.2.1: nextUpdate, when present, is not before thisUpdate."""
     next_update = entry.next_update_utc
@@ -538,6 +569,7 @@ _STATUS = {
 }
 
 
+@_rule("entry fields (RFC 6960 §4.2.1)")
 def _evidence(
     response: ocsp.OCSPResponse,
     entry: ocsp.OCSPSingleResponse,

@@ -12,13 +12,21 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import StapleError, find_staple_error
 from ._hostpolicy import HostPolicies
+from ._log import VerdictLog
 from ._policy import Mode, Policy, PolicyLike, as_policy
-from ._pyopenssl import ClientCert, StapleConnection, TLSConfig, create_context, get_staple_result
+from ._pyopenssl import (
+    ClientCert,
+    StapleConnection,
+    TLSConfig,
+    create_context,
+    drive_handshake,
+    get_staple_result,
+)
 from ._result import StapleResult, StapleStatus
 from ._sslcontext import StapleSocket, StapleSSLContext
 from ._tlsfeature import has_must_staple
-from ._urllib3 import pool_manager, proxy_manager, staple_of
-from ._validate import StapleCache, validate_staple
+from ._urllib3 import pool_manager, proxy_manager, staple_of, use_staple_pools
+from ._validate import SHARED_CACHE, StapleCache, validate_staple
 
 if TYPE_CHECKING:
     from ._requests import StapleAdapter, session
@@ -26,6 +34,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "SHARED_CACHE",
     "ClientCert",
     "HostPolicies",
     "Mode",
@@ -40,9 +49,11 @@ __all__ = [
     "StapleSocket",
     "StapleStatus",
     "TLSConfig",
+    "VerdictLog",
     "__version__",
     "as_policy",
     "create_context",
+    "drive_handshake",
     "find_staple_error",
     "get_staple_result",
     "has_must_staple",
@@ -50,6 +61,7 @@ __all__ = [
     "proxy_manager",
     "session",
     "staple_of",
+    "use_staple_pools",
     "validate_staple",
 ]
 

@@ -211,7 +211,7 @@ def _run_check(args: argparse.Namespace) -> int:
         max_age=args.max_age,
     )
     if args.cafile is not None:
-        _read_file(args.cafile, "CA file")
+        _load_ca_file(args.cafile)
     try:
         parse_https_url(args.url)
     except ValueError as error:
@@ -259,6 +259,17 @@ def load_certificate(path: str) -> x509.Certificate:
         return x509.load_der_x509_certificate(data)
     except ValueError:
         raise UsageError(f"{path} holds no readable certificate (PEM or DER)") from None
+
+
+def _load_ca_file(path: str) -> None:
+    """A CA file must hold at least one PEM certificate; ``UsageError`` otherwise."""
+    data = _read_file(path, "CA file")
+    try:
+        found = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        found = []
+    if not found:
+        raise UsageError(f"{path} holds no readable PEM certificate")
 
 
 _PEM_BODY = re.compile(rb"-----BEGIN [A-Z ]+-----(.*?)-----END [A-Z ]+-----", re.DOTALL)

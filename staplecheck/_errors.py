@@ -17,6 +17,8 @@ class StapleError(ssl.SSLCertVerificationError):
     too. ``result`` carries the verdict; ``verify_message`` names the status and reason.
     """
 
+    __module__ = "staplecheck"  # shown in tracebacks; the public home of the class
+
     result: StapleResult
     host: str | None
 

@@ -31,7 +31,7 @@ from ._log import VerdictLog
 from ._policy import Policy
 from ._result import StapleResult, StapleStatus
 from ._tlsfeature import has_must_staple
-from ._validate import StapleCache, validate_staple
+from ._validate import SHARED_CACHE, StapleCache, validate_staple
 
 __all__ = [
     "ClientCert",
@@ -54,7 +54,7 @@ def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ClientCert:
     """A client certificate for mutual TLS: chain file, key file, key password."""
 
@@ -63,11 +63,13 @@ class ClientCert:
     password: bytes | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TLSConfig:
     """What a pyOpenSSL context is built from. Equal configs share one context.
 
-    With no CA files, directories or data, the certifi bundle is trusted.
+    With no CA files, directories or data, the certifi bundle is trusted. Only TLS 1.2
+    and 1.3 exist here: ``MINIMUM_SUPPORTED`` means 1.2, ``MAXIMUM_SUPPORTED`` 1.3, and
+    anything older raises ``ValueError``.
     """
 
     cafiles: tuple[str, ...] = ()
@@ -77,6 +79,21 @@ class TLSConfig:
     minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
     maximum_version: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED
     ciphers: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("minimum_version", "maximum_version"):
+            _openssl_version(getattr(self, name))
+
+
+def _openssl_version(version: ssl.TLSVersion) -> int:
+    """pyOpenSSL's constant for a TLS version staplecheck supports; ``ValueError`` else."""
+    if version is ssl.TLSVersion.MINIMUM_SUPPORTED:
+        return SSL.TLS1_2_VERSION
+    if version is ssl.TLSVersion.MAXIMUM_SUPPORTED:
+        return SSL.TLS1_3_VERSION
+    if version not in _VERSIONS:
+        raise ValueError(f"staplecheck supports TLS 1.2 and 1.3, not {version!r}")
+    return _VERSIONS[version]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +111,7 @@ def create_context(
     *,
     config: TLSConfig | None = None,
     clock: Clock | None = None,
-    cache: StapleCache | None = None,
+    cache: StapleCache | None = SHARED_CACHE,
     log: VerdictLog | None = None,
 ) -> SSL.Context:
     """A pyOpenSSL client ``Context`` that verifies the chain and checks staples.
@@ -102,13 +119,14 @@ def create_context(
     Use it with :class:`StapleConnection`, which asks each connection for a staple,
     raises :class:`StapleError` on rejection and checks the host name. The context's
     app data is staplecheck's; do not replace it. ``clock`` (default: the system
-    clock) gives the time staples are judged at.
+    clock) gives the time staples are judged at; ``cache`` is the evidence cache
+    (``None``: none); ``log`` decides what is logged (default: one shared
+    :class:`VerdictLog`).
     """
     config = config or TLSConfig()
     context = SSL.Context(SSL.TLS_CLIENT_METHOD)
-    context.set_min_proto_version(_VERSIONS.get(config.minimum_version, SSL.TLS1_2_VERSION))
-    if config.maximum_version in _VERSIONS:
-        context.set_max_proto_version(_VERSIONS[config.maximum_version])
+    context.set_min_proto_version(_openssl_version(config.minimum_version))
+    context.set_max_proto_version(_openssl_version(config.maximum_version))
     context.set_options(SSL.OP_NO_COMPRESSION)
     if config.ciphers:
         context.set_cipher_list(config.ciphers.encode())
@@ -121,14 +139,13 @@ def create_context(
         _ContextInfo(
             policies=as_host_policies(policy),
             clock=clock or _utc_now,
-            cache=cache if cache is not None else _DEFAULT_CACHE,
+            cache=cache,
             log=log or _DEFAULT_LOG,
         )
     )
     return context
 
 
-_DEFAULT_CACHE = StapleCache()
 _DEFAULT_LOG = VerdictLog()
 
 
@@ -201,9 +218,11 @@ class StapleConnection(SSL.Connection):
         policy: Policy | None = None,
         request_staple: bool | None = None,
     ) -> None:
-        super().__init__(context, sock)
         info = _context_info(context)
         host = server_hostname.strip("[]") if server_hostname else None
+        if check_hostname and verify and not host:
+            raise ValueError("check_hostname requires server_hostname")
+        super().__init__(context, sock)
         chosen = policy or info.policies.policy_for(host)
         self._staple = _Handshake(host=host, policy=chosen, verify=verify)
         self.staple_requested = chosen.requests_staple if request_staple is None else request_staple
@@ -399,6 +418,7 @@ def _check_hostname(connection: SSL.Connection, host: str) -> None:
         match_hostname(_peercert_dict(cert), host)
     except CertificateError as error:
         failure = ssl.SSLCertVerificationError(1, f"certificate verify failed: {error}")
+        failure.verify_code = 62  # X509_V_ERR_HOSTNAME_MISMATCH, as the stdlib reports it
         failure.verify_message = "Hostname mismatch"
         raise failure from None
 

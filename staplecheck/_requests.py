@@ -17,7 +17,7 @@ from ._log import VerdictLog
 from ._pyopenssl import Clock
 from ._sslcontext import StapleSSLContext
 from ._urllib3 import staple_of, use_staple_pools
-from ._validate import StapleCache
+from ._validate import SHARED_CACHE, StapleCache
 
 __all__ = ["StapleAdapter", "session"]
 
@@ -36,7 +36,7 @@ class StapleAdapter(HTTPAdapter):
         policy: HostPolicyLike = "soft-fail",
         *,
         clock: Clock | None = None,
-        cache: StapleCache | None = None,
+        cache: StapleCache | None = SHARED_CACHE,
         log: VerdictLog | None = None,
         **kwargs: Any,
     ) -> None:
@@ -52,10 +52,19 @@ class StapleAdapter(HTTPAdapter):
         use_staple_pools(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        scheme = proxy.split("://", 1)[0].lower()
+        if scheme == "https":
+            raise requests.exceptions.InvalidProxyURL(
+                f"staplecheck cannot use the https:// proxy {proxy}: TLS inside TLS needs "
+                "the standard library's ssl; use an http:// proxy (CONNECT) instead"
+            )
         if proxy not in self.proxy_manager:
             proxy_kwargs.setdefault("ssl_context", self.ssl_context)
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        use_staple_pools(manager)
+        if not scheme.startswith("socks"):
+            # SOCKS pools have their own connection classes: staples are still checked
+            # there (the context is theirs), but responses carry no ``.staple``.
+            use_staple_pools(manager)
         return manager
 
     def build_response(self, req: Any, resp: Any) -> requests.Response:

@@ -34,7 +34,7 @@ from ._pyopenssl import (
     drive_handshake,
 )
 from ._result import StapleResult
-from ._validate import StapleCache
+from ._validate import SHARED_CACHE, StapleCache
 
 __all__ = ["StapleSSLContext", "StapleSocket"]
 
@@ -84,10 +84,11 @@ class StapleSSLContext:
         minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
         maximum_version: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED,
         clock: Clock | None = None,
-        cache: StapleCache | None = None,
+        cache: StapleCache | None = SHARED_CACHE,
         log: VerdictLog | None = None,
     ) -> None:
         self.policies = as_host_policies(policy)
+        TLSConfig(minimum_version=minimum_version, maximum_version=maximum_version)  # validate
         self.minimum_version = minimum_version
         self.maximum_version = maximum_version
         self._clock = clock
@@ -175,7 +176,9 @@ class StapleSSLContext:
         secret = password.encode() if isinstance(password, str) else password
         self._set(
             client_cert=ClientCert(
-                os.fspath(certfile), os.fspath(keyfile) if keyfile else None, secret
+                certfile=os.fspath(certfile),
+                keyfile=os.fspath(keyfile) if keyfile else None,
+                password=secret,
             )
         )
 

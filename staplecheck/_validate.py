@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_CLOCK_SKEW",
     "DEFAULT_LIFETIME",
     "DEFAULT_MAX_AGE",
+    "SHARED_CACHE",
     "StapleCache",
     "validate_staple",
 ]
@@ -96,7 +97,8 @@ class StapleCache(LRUCache[_Outcome]):
     """
 
 
-_DEFAULT_CACHE = StapleCache()
+SHARED_CACHE = StapleCache()
+"""The cache every validation uses unless given another (or ``None``: no cache)."""
 
 
 # --- the public entry point ----------------------------------------------------------
@@ -111,7 +113,7 @@ def validate_staple(
     clock_skew: datetime.timedelta = DEFAULT_CLOCK_SKEW,
     default_lifetime: datetime.timedelta = DEFAULT_LIFETIME,
     max_age: datetime.timedelta = DEFAULT_MAX_AGE,
-    cache: StapleCache | None = _DEFAULT_CACHE,
+    cache: StapleCache | None = SHARED_CACHE,
 ) -> StapleResult:
     """Judge the stapled OCSP response ``der`` for ``leaf``, issued by ``issuer``.
 

@@ -28,10 +28,12 @@ class StaplingServer:
     """Serve ``identity``'s chain over TLS, stapling ``staple`` (``None`` or ``b""``: none).
 
     ``staple`` may be a callable, asked on every handshake. ``tls_version`` pins
-    ``"1.2"`` or ``"1.3"``. ``client_ca`` requires a client certificate issued under
-    that CA (mutual TLS). Every request gets ``200`` and ``body``; connections are
+    ``"1.2"`` or ``"1.3"``. ``client_ca`` requires a client certificate (mutual TLS)
+    that chains to ``client_ca``'s root through the certificates of ``client_ca`` and
+    its parents. Every request gets ``200`` and ``body``; connections are
     kept alive until the client closes them. ``handshakes`` counts completed
-    handshakes, ``requests`` answered requests.
+    handshakes, ``requests`` answered requests, ``staples_sent`` the staples handed
+    to OpenSSL (which sends none for a self-signed certificate).
     """
 
     def __init__(
@@ -148,9 +150,9 @@ class StaplingServer:
             thread.start()
 
     def _serve(self, sock: socket.socket) -> None:
-        connection = SSL.Connection(self._context, sock)
-        connection.set_accept_state()
         try:
+            connection = SSL.Connection(self._context, sock)
+            connection.set_accept_state()
             connection.do_handshake()
             with self._lock:
                 self.handshakes += 1
@@ -158,8 +160,10 @@ class StaplingServer:
             # A clean close_notify keeps the session resumable (OpenSSL drops sessions
             # of connections freed without one).
             connection.shutdown()
-        except (SSL.Error, OSError):
-            pass  # the client refused us, or went away: both are the tests' business
+        except (SSL.Error, OSError, ValueError):
+            # The client refused us or went away, or stop() closed the socket first:
+            # all the tests' business, none the server's.
+            pass
         finally:
             with self._lock:
                 self._open.discard(sock)

@@ -10,6 +10,7 @@ from . import _der
 __all__ = ["has_must_staple"]
 
 _TLS_FEATURE = "1.3.6.1.5.5.7.1.24"
+_TLS_FEATURE_DER = bytes.fromhex("06082b06010505070118")  # that OID, DER-encoded
 
 
 def has_must_staple(cert: x509.Certificate) -> bool:
@@ -20,6 +21,8 @@ def has_must_staple(cert: x509.Certificate) -> bool:
     TLS Feature extension that is present but unreadable counts as demanding a staple
     (fail closed); a certificate without one does not.
     """
+    if _TLS_FEATURE_DER not in cert.tbs_certificate_bytes:
+        return False  # the extension's OID appears verbatim wherever it is present
     try:
         feature = cert.extensions.get_extension_for_class(x509.TLSFeature)
     except x509.ExtensionNotFound:

@@ -17,15 +17,15 @@ from typing import Any, NamedTuple, TypeVar, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from . import _der
 from ._cache import LRUCache
+from ._certfacts import CERT_ID_HASHES, IssuerFacts, LeafFacts, key_bits, name_of
 from ._result import StapleResult, StapleStatus
-from ._tlsfeature import has_must_staple
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",
@@ -47,34 +47,16 @@ class _RuleFailedError(Exception):
     """A rule failed; the message names it. Caught in :func:`_examine`."""
 
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
 # What cryptography and the DER reader raise on malformed input. cryptography parses
 # some fields lazily (embedded certificates, keys, names), so these can surface in any
-# rule; each rule then reports itself as the one that met the malformed field.
+# rule; the rule being checked then reports that it met a malformed field.
 _MALFORMED = (ValueError, TypeError, UnsupportedAlgorithm, IndexError, _der.DERError)
-
-
-def _rule(name: str) -> Callable[[_F], _F]:
-    """Name a rule, so that malformed input met while checking it is reported by it."""
-
-    def decorate(check: _F) -> _F:
-        @functools.wraps(check)
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return check(*args, **kwargs)
-            except _MALFORMED as error:
-                raise _RuleFailedError(f"{name}: malformed response ({error})") from None
-
-        return checked  # type: ignore[return-value]
-
-    return decorate
 
 
 # --- what the time-independent checks establish -------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class _Evidence:
     """A properly signed entry for the certificate, before the time rules."""
 
@@ -83,18 +65,48 @@ class _Evidence:
     signer_validity: tuple[tuple[datetime.datetime, datetime.datetime], ...]
     """Validity periods of the delegated responder certificates whose key verified the
     signature (none when the issuer signed); one must contain ``now``, every call."""
+    window: tuple[object, object, object, datetime.datetime, datetime.datetime] | None = None
+    """The last (skew, lifetime, max_age) asked for and the current-time window they
+    give, so that a cached staple is judged with two comparisons."""
 
 
 _Outcome = Union[_Evidence, StapleResult]
 
 
-class StapleCache(LRUCache[_Outcome]):
-    """Bounded, thread-safe cache of what signature and structure checks established.
+class StapleCache:
+    """Bounded, thread-safe memory of what validation established, for reuse.
 
-    Keyed by the staple bytes and the signatures of leaf and issuer, so other bytes,
-    another leaf or another issuer never hit. Time is never cached: the time rules run
-    on every call.
+    Two least-recently-used maps of ``maxsize`` entries each: the evidence of each
+    staple (keyed by the staple bytes and the signatures of leaf and issuer, so other
+    bytes, another leaf or another issuer never hit), and the facts of each
+    certificate (names, keys, hashes, delegate checks; keyed by signature). Time is
+    never cached: the time rules run on every call.
     """
+
+    def __init__(self, maxsize: int = 1024) -> None:
+        self.evidence: LRUCache[_Outcome] = LRUCache(maxsize)
+        self.certificates: LRUCache[Any] = LRUCache(maxsize)
+
+    def __len__(self) -> int:
+        """The number of staples remembered."""
+        return len(self.evidence)
+
+    def clear(self) -> None:
+        self.evidence.clear()
+        self.certificates.clear()
+
+
+_T = TypeVar("_T")
+
+
+def _memo(cache: StapleCache | None, key: tuple[Any, ...], make: Callable[[], _T]) -> _T:
+    if cache is None:
+        return make()
+    found: _T | None = cache.certificates.get(key)
+    if found is None:
+        found = make()
+        cache.certificates.put(key, found)
+    return found
 
 
 SHARED_CACHE = StapleCache()
@@ -137,59 +149,81 @@ def validate_staple(
         raise ValueError("now must be timezone-aware")
     der = bytes(der)
     if not der:
+        leaf_facts = _leaf_facts(leaf, cache)
         return StapleResult(
             status=StapleStatus.MISSING,
             reason="the server stapled no OCSP response",
-            serial_number=leaf.serial_number,
-            must_staple=has_must_staple(leaf),
+            serial_number=leaf_facts.serial_number,
+            must_staple=leaf_facts.must_staple,
         )
     if cache is None:
-        outcome = _examine(der, leaf, issuer)
+        outcome = _examine(der, leaf, issuer, None)
     else:
         key = (der, leaf.signature, issuer.signature)
-        found = cache.get(key)
+        found = cache.evidence.get(key)
         if found is None:
-            found = _examine(der, leaf, issuer)
-            cache.put(key, found)
+            found = _examine(der, leaf, issuer, cache)
+            cache.evidence.put(key, found)
         outcome = found
     if isinstance(outcome, StapleResult):
         return outcome
     return _judge_time(outcome, now, clock_skew, default_lifetime, max_age)
 
 
+def _leaf_facts(leaf: x509.Certificate, cache: StapleCache | None) -> LeafFacts:
+    return _memo(cache, ("leaf", leaf.signature), lambda: LeafFacts.of(leaf))
+
+
+def _issuer_facts(issuer: x509.Certificate, cache: StapleCache | None) -> IssuerFacts:
+    return _memo(cache, ("issuer", issuer.signature), lambda: IssuerFacts.of(issuer))
+
+
 # --- the time-independent rules --------------------------------------------------------
 
 
-def _examine(der: bytes, leaf: x509.Certificate, issuer: x509.Certificate) -> _Outcome:
-    facts = _Facts(serial_number=leaf.serial_number, must_staple=has_must_staple(leaf))
+def _examine(
+    der: bytes, leaf: x509.Certificate, issuer: x509.Certificate, cache: StapleCache | None
+) -> _Outcome:
     try:
-        response = _parse(der)
-        _check_response_status(response)
-        candidates = _identify_signers(response, leaf, issuer)
-        signers = _verify_signature(response, der, candidates)
-        entry = _match_entry(response, leaf, issuer)
-        _check_critical_extensions(response, der)
-        _check_update_order(entry)
-        return _evidence(response, entry, signers, facts)
-    except _RuleFailedError as failure:
-        return facts.invalid(str(failure))
-    except Exception as error:  # noqa: BLE001 - anything unforeseen fails closed
-        return facts.invalid(f"the response could not be checked: {error!r}")
-
-
-class _Facts(NamedTuple):
-    """What is known of the leaf, for results built before the response is read."""
-
-    serial_number: int
-    must_staple: bool
-
-    def invalid(self, reason: str) -> StapleResult:
+        leaf_facts = _leaf_facts(leaf, cache)
+    except Exception as error:  # noqa: BLE001 - a certificate cryptography cannot read
         return StapleResult(
-            status=StapleStatus.INVALID,
-            reason=reason,
-            serial_number=self.serial_number,
-            must_staple=self.must_staple,
+            status=StapleStatus.INVALID, reason=f"the certificate cannot be read: {error}"
         )
+    rule = "the issuer certificate"
+    try:
+        issuer_facts = _issuer_facts(issuer, cache)
+        response = _parse(der)
+        rule = "responseStatus (RFC 6960 §4.2.1)"
+        _check_response_status(response)
+        rule = "responder identification (RFC 6960 §4.2.2.2)"
+        candidates = _identify_signers(response, leaf, issuer, issuer_facts, cache)
+        rule = "signature (RFC 6960 §4.2.1)"
+        signers = _verify_signature(response, der, candidates)
+        rule = "CertID match (RFC 6960 §4.1.1)"
+        entries = list(response.responses)
+        entry = _match_entry(entries, leaf_facts, issuer_facts)
+        rule = "extensions (RFC 6960 §4.4)"
+        _check_critical_extensions(response, len(entries), der)
+        rule = "thisUpdate/nextUpdate (RFC 6960 §4.2.2.1)"
+        _check_update_order(entry)
+        rule = "entry fields (RFC 6960 §4.2.1)"
+        return _evidence(response, entry, signers, leaf_facts)
+    except _RuleFailedError as failure:
+        return _invalid(leaf_facts, str(failure))
+    except _MALFORMED as error:
+        return _invalid(leaf_facts, f"{rule}: malformed response ({error})")
+    except Exception as error:  # noqa: BLE001 - anything unforeseen fails closed
+        return _invalid(leaf_facts, f"{rule}: the response could not be checked: {error!r}")
+
+
+def _invalid(leaf: LeafFacts, reason: str) -> StapleResult:
+    return StapleResult(
+        status=StapleStatus.INVALID,
+        reason=reason,
+        serial_number=leaf.serial_number,
+        must_staple=leaf.must_staple,
+    )
 
 
 def _parse(der: bytes) -> ocsp.OCSPResponse:
@@ -200,7 +234,6 @@ def _parse(der: bytes) -> ocsp.OCSPResponse:
         raise _RuleFailedError(f"not a DER OCSP response (RFC 6960 §4.2.1): {error}") from None
 
 
-@_rule("responseStatus (RFC 6960 §4.2.1)")
 def _check_response_status(response: ocsp.OCSPResponse) -> None:
     """RFC 6960 §4.2.1: only a successful response carries a basic response."""
     status = response.response_status
@@ -221,9 +254,12 @@ class _Signer(NamedTuple):
 _MAX_DELEGATES = 4
 
 
-@_rule("responder identification (RFC 6960 §4.2.2.2)")
 def _identify_signers(
-    response: ocsp.OCSPResponse, leaf: x509.Certificate, issuer: x509.Certificate
+    response: ocsp.OCSPResponse,
+    leaf: x509.Certificate,
+    issuer: x509.Certificate,
+    issuer_facts: IssuerFacts,
+    cache: StapleCache | None,
 ) -> list[_Signer]:
     """RFC 6960 §4.2.2.2: the issuer itself, or responders it delegated directly.
 
@@ -233,52 +269,94 @@ def _identify_signers(
     fail the delegation rules are passed over; if none is left, the first failure is
     the reason.
     """
-    matches = _responder_id_matcher(response)
-    if matches(issuer):
-        return [_Signer(issuer.public_key(), f"issuer {_name(issuer.subject)}", None, None)]
+    by_key, responder = _responder_id(response)
+    if (
+        responder == issuer_facts.key_hashes["sha1"]
+        if by_key
+        else responder == issuer_facts.subject_der or _same_name(response, issuer_facts.subject)
+    ):
+        return [_Signer(issuer_facts.public_key, issuer_facts.description, None, None)]
     delegates: list[_Signer] = []
-    first_failure: _RuleFailedError | None = None
+    first_failure: str | None = None
     for candidate in response.certificates:
         if len(delegates) == _MAX_DELEGATES:
             break
-        if not matches(candidate):
+        if not _is_responder(candidate, response, by_key, responder, cache):
             continue
-        try:
-            _check_delegate(candidate, leaf, issuer)
-        except _RuleFailedError as failure:
-            first_failure = first_failure or failure
-            continue
-        delegates.append(
-            _Signer(
-                candidate.public_key(),
-                f"delegated responder {_name(candidate.subject)}",
-                candidate.not_valid_before_utc,
-                candidate.not_valid_after_utc,
-            )
+        checked = _memo(
+            cache,
+            ("delegate", candidate.signature, issuer.signature, leaf.signature),
+            functools.partial(_delegate_signer, candidate, leaf, issuer),
         )
+        if isinstance(checked, str):
+            first_failure = first_failure or checked
+        else:
+            delegates.append(checked)
     if delegates:
         return delegates
-    raise first_failure or _RuleFailedError(
-        "the ResponderID names neither the issuer nor a certificate in the response "
+    raise _RuleFailedError(
+        first_failure
+        or "the ResponderID names neither the issuer nor a certificate in the response "
         "(RFC 6960 §4.2.2.2)"
     )
 
 
-def _responder_id_matcher(
+def _responder_id(response: ocsp.OCSPResponse) -> tuple[bool, bytes]:
+    """RFC 6960 §4.2.1 ResponderID, read from tbsResponseData: (by key?, the SHA-1 key
+    hash or the Name's DER). Bytes compare in a fraction of the time Names do."""
+    data = _der.children(_der.expect(_der.read_tlv(response.tbs_response_bytes), _der.SEQUENCE))
+    first = data[1] if data[0].tag == 0xA0 else data[0]  # [0] version, when present
+    if first.tag == 0xA2:  # byKey [2] KeyHash
+        return True, _der.expect(_der.read_tlv(first.value), _der.OCTET_STRING)
+    if first.tag == 0xA1:  # byName [1] Name
+        return False, first.value
+    raise _RuleFailedError(f"unknown ResponderID choice 0x{first.tag:02x} (RFC 6960 §4.2.1)")
+
+
+def _same_name(response: ocsp.OCSPResponse, name: x509.Name) -> bool:
+    """The ResponderID's name equals ``name`` though their DER differs (string types)."""
+    return response.responder_name == name
+
+
+def _is_responder(
+    cert: x509.Certificate,
     response: ocsp.OCSPResponse,
-) -> Callable[[x509.Certificate], bool]:
-    key_hash = response.responder_key_hash
-    if key_hash is not None:
-        return lambda cert: _key_hash(cert, hashlib.sha1) == key_hash
-    name = response.responder_name
-    return lambda cert: cert.subject == name
+    by_key: bool,
+    responder: bytes,
+    cache: StapleCache | None,
+) -> bool:
+    """Whether ``cert`` is the one the ResponderID names (RFC 6960 §4.2.1)."""
+    subject_der, key_hash = _memo(
+        cache,
+        ("responder", cert.signature),
+        lambda: (cert.subject.public_bytes(), hashlib.sha1(key_bits(cert)).digest()),
+    )
+    if by_key:
+        return bool(key_hash == responder)
+    return subject_der == responder or _same_name(response, cert.subject)
+
+
+def _delegate_signer(
+    delegate: x509.Certificate, leaf: x509.Certificate, issuer: x509.Certificate
+) -> _Signer | str:
+    """The delegate as a signer, or why it may not sign (a message, to be memoized)."""
+    try:
+        _check_delegate(delegate, leaf, issuer)
+    except _RuleFailedError as failure:
+        return str(failure)
+    return _Signer(
+        delegate.public_key(),
+        f"delegated responder {name_of(delegate.subject)}",
+        delegate.not_valid_before_utc,
+        delegate.not_valid_after_utc,
+    )
 
 
 def _check_delegate(
     delegate: x509.Certificate, leaf: x509.Certificate, issuer: x509.Certificate
 ) -> None:
     """RFC 6960 §4.2.2.2: id-kp-OCSPSigning, issued directly by the issuer."""
-    who = f"delegated responder {_name(delegate.subject)}"
+    who = f"delegated responder {name_of(delegate.subject)}"
     if delegate == leaf or delegate.public_key() == leaf.public_key():
         raise _RuleFailedError(
             f"{who} is the certificate being checked; it cannot vouch for itself "
@@ -354,7 +432,6 @@ _HASH_OIDS: dict[str, Callable[[], hashes.HashAlgorithm]] = {
 _MGF1 = "1.2.840.113549.1.1.8"
 
 
-@_rule("signature (RFC 6960 §4.2.1)")
 def _verify_signature(
     response: ocsp.OCSPResponse, der: bytes, candidates: list[_Signer]
 ) -> list[_Signer]:
@@ -450,13 +527,6 @@ def _hash_from_algorithm(content: bytes) -> Callable[[], hashes.HashAlgorithm]:
     return _HASH_OIDS[oid]
 
 
-# RFC 6960 §4.1.1: CertID hashes. Anything else cannot identify the certificate here.
-_CERT_ID_HASHES: dict[str, Callable[..., hashlib._Hash]] = {
-    "sha1": hashlib.sha1,
-    "sha256": hashlib.sha256,
-    "sha384": hashlib.sha384,
-    "sha512": hashlib.sha512,
-}
 # When several entries match, the most serious wins (DESIGN.md rule 2).
 _PRECEDENCE = {
     ocsp.OCSPCertStatus.REVOKED: 0,
@@ -465,31 +535,30 @@ _PRECEDENCE = {
 }
 
 
-@_rule("CertID match (RFC 6960 §4.1.1)")
 def _match_entry(
-    response: ocsp.OCSPResponse, leaf: x509.Certificate, issuer: x509.Certificate
+    entries: list[ocsp.OCSPSingleResponse], leaf: LeafFacts, issuer: IssuerFacts
 ) -> ocsp.OCSPSingleResponse:
     """RFC 6960 §4.1.1 and §3.2 item 1: the entry whose CertID names this certificate.
 
     The issuer name hash is over the leaf's issuer field; the key hash is over the
-    issuer's subjectPublicKey bits; the serial is the leaf's.
+    issuer's subjectPublicKey bits; the serial is the leaf's. Any of SHA-1, SHA-256,
+    SHA-384 and SHA-512 may be used.
     """
-    if leaf.issuer != issuer.subject:
+    if leaf.issuer_der != issuer.subject_der and leaf.issuer != issuer.subject:
         raise _RuleFailedError("the issuer certificate's subject is not the leaf's issuer name")
     serial = leaf.serial_number
-    name_der = leaf.issuer.public_bytes()
     matched: list[ocsp.OCSPSingleResponse] = []
-    for entry in response.responses:
+    for entry in entries:
         try:
             algorithm = entry.hash_algorithm.name
         except UnsupportedAlgorithm:
             continue
-        digest = _CERT_ID_HASHES.get(algorithm)
-        if digest is None or entry.serial_number != serial:
-            continue
-        if entry.issuer_name_hash == digest(
-            name_der
-        ).digest() and entry.issuer_key_hash == _key_hash(issuer, digest):
+        if (
+            algorithm in CERT_ID_HASHES
+            and entry.serial_number == serial
+            and entry.issuer_name_hash == leaf.issuer_name_hashes[algorithm]
+            and entry.issuer_key_hash == issuer.key_hashes[algorithm]
+        ):
             matched.append(entry)
     if not matched:
         raise _RuleFailedError(
@@ -514,8 +583,7 @@ _KNOWN_EXTENSIONS = frozenset(
 )
 
 
-@_rule("extensions (RFC 6960 §4.4)")
-def _check_critical_extensions(response: ocsp.OCSPResponse, der: bytes) -> None:
+def _check_critical_extensions(response: ocsp.OCSPResponse, entry_count: int, der: bytes) -> None:
     """RFC 6960 §4.4 with RFC 5280 §4.2: an unrecognized critical extension fails.
 
     Checked in responseExtensions and in every SingleResponse's singleExtensions.
@@ -524,7 +592,7 @@ def _check_critical_extensions(response: ocsp.OCSPResponse, der: bytes) -> None:
     """
     try:
         found = [(e.oid.dotted_string, e.critical) for e in response.extensions]
-        if sum(1 for _ in response.responses) == 1:
+        if entry_count == 1:
             found += [(e.oid.dotted_string, e.critical) for e in response.single_extensions]
         else:
             found += _all_single_extensions(der)
@@ -556,7 +624,6 @@ def _all_single_extensions(der: bytes) -> list[tuple[str, bool]]:
     return found
 
 
-@_rule("thisUpdate/nextUpdate (RFC 6960 §4.2.2.1)")
 def _check_update_order(entry: ocsp.OCSPSingleResponse) -> None:
     """RFC 6960 §4.2.2.1: nextUpdate, when present, is not before thisUpdate."""
     next_update = entry.next_update_utc
@@ -571,12 +638,11 @@ _STATUS = {
 }
 
 
-@_rule("entry fields (RFC 6960 §4.2.1)")
 def _evidence(
     response: ocsp.OCSPResponse,
     entry: ocsp.OCSPSingleResponse,
     signers: list[_Signer],
-    facts: _Facts,
+    leaf: LeafFacts,
 ) -> _Evidence:
     signer = signers[0]
     status = _STATUS[entry.certificate_status]
@@ -600,8 +666,8 @@ def _evidence(
         revocation_time=revocation_time,
         revocation_reason=revocation_reason,
         responder=signer.description,
-        serial_number=facts.serial_number,
-        must_staple=facts.must_staple,
+        serial_number=leaf.serial_number,
+        must_staple=leaf.must_staple,
     )
     validity = tuple(
         (s.valid_from, s.valid_until)
@@ -638,6 +704,11 @@ def _judge_time(
     """RFC 6960 §4.2.2.1 and §3.2 items 4-6, with DESIGN.md's skew and age bounds."""
     result = evidence.result
     validity = evidence.signer_validity
+    earliest_now, latest_now = _current_window(evidence, skew, default_lifetime, max_age)
+    if earliest_now <= now <= latest_now and (
+        not validity or any(start <= now <= end for start, end in validity)
+    ):
+        return result  # the common case, in two comparisons; the rules below say why not
     if validity and not any(start <= now <= end for start, end in validity):
         start, end = validity[0]
         return _downgrade(
@@ -674,6 +745,32 @@ def _judge_time(
     return _downgrade(result, StapleStatus.STALE, f"the response is {why}")
 
 
+def _current_window(
+    evidence: _Evidence,
+    skew: datetime.timedelta,
+    default_lifetime: datetime.timedelta,
+    max_age: datetime.timedelta,
+) -> tuple[datetime.datetime, datetime.datetime]:
+    """The times ``now`` may take for the response to count as current: from
+    thisUpdate − skew to the earliest of nextUpdate (or thisUpdate + default lifetime)
+    and thisUpdate + maximum age, plus skew. Remembered for the last settings used."""
+    window = evidence.window
+    if (
+        window is not None
+        and window[0] is skew
+        and window[1] is default_lifetime
+        and window[2] is max_age
+    ):
+        return window[3], window[4]
+    this_update = evidence.result.this_update
+    next_update = evidence.result.next_update
+    assert this_update is not None  # every entry has one
+    ends = next_update if next_update is not None else this_update + default_lifetime
+    earliest, latest = this_update - skew, min(ends, this_update + max_age) + skew
+    evidence.window = (skew, default_lifetime, max_age, earliest, latest)
+    return earliest, latest
+
+
 def _downgrade(result: StapleResult, status: StapleStatus, reason: str) -> StapleResult:
     if result.status is not StapleStatus.GOOD:
         reason = f"{reason}; it said {result.status.value}"
@@ -696,14 +793,6 @@ def _basic_response(der: bytes) -> list[_der.TLV]:
     return _der.children(_der.expect(_der.read_tlv(basic_der), _der.SEQUENCE))
 
 
-def _key_hash(cert: x509.Certificate, digest: Callable[..., hashlib._Hash]) -> bytes:
-    """Hash of the subjectPublicKey bits (RFC 6960 §4.1.1 issuerKeyHash, §4.2.1 byKey)."""
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return digest(_der.subject_public_key_bits(spki)).digest()
-
-
 def _key_kind(key: object) -> str:
     kinds = {
         rsa.RSAPublicKey: "RSA",
@@ -712,7 +801,3 @@ def _key_kind(key: object) -> str:
         ed448.Ed448PublicKey: "Ed448",
     }
     return next((name for kind, name in kinds.items() if isinstance(key, kind)), "unsupported")
-
-
-def _name(name: x509.Name) -> str:
-    return name.rfc4514_string() or "(empty name)"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import ipaddress
 import socket
 import ssl
 from collections.abc import Callable
@@ -23,9 +22,9 @@ import certifi
 from cryptography import x509
 from OpenSSL import SSL, crypto
 from urllib3.util import wait_for_read, wait_for_write
-from urllib3.util.ssl_match_hostname import CertificateError, match_hostname
 
 from ._errors import StapleError
+from ._hostname import check_hostname, is_ip
 from ._hostpolicy import HostPolicies, HostPolicyLike, as_host_policies
 from ._log import VerdictLog
 from ._policy import Policy
@@ -192,6 +191,8 @@ class _Handshake:
     result: StapleResult | None = None
     accepted: bool | None = None
     verify_error: tuple[int, int] | None = None
+    leaf: x509.Certificate | None = None
+    """The verified leaf, once the OCSP callback has read it."""
 
 
 class StapleConnection(SSL.Connection):
@@ -230,7 +231,7 @@ class StapleConnection(SSL.Connection):
         self.set_app_data(self._staple)
         if not verify:
             self.set_verify(SSL.VERIFY_NONE, None)
-        if host and not _is_ip(host):
+        if host and not is_ip(host):
             self.set_tlsext_host_name(host.encode("idna"))
         if self.staple_requested:
             self.request_ocsp()
@@ -262,7 +263,10 @@ class StapleConnection(SSL.Connection):
                 assert state.result is not None
                 raise StapleError(state.result, state.host)
         if self._check_hostname:
-            _check_hostname(self, state.host or "")
+            leaf = state.leaf or self.get_peer_certificate(as_cryptography=True)
+            if leaf is None:
+                raise ssl.SSLCertVerificationError(1, "the server sent no certificate")
+            check_hostname(leaf, state.host or "")
 
 
 def drive_handshake(connection: SSL.Connection, sock: socket.socket) -> None:
@@ -320,7 +324,8 @@ def _judge(connection: SSL.Connection, state: _Handshake, der: bytes | None) -> 
 def _staple_verdict(
     connection: SSL.Connection, state: _Handshake, der: bytes | None, info: _ContextInfo
 ) -> StapleResult:
-    chain = connection.get_verified_chain(as_cryptography=True) if state.verify else None
+    # Only the leaf and its issuer are needed: converting the whole chain costs more.
+    chain = connection.get_verified_chain() if state.verify else None
     if not state.verify:
         peer = connection.get_peer_certificate(as_cryptography=True)
         return StapleResult(
@@ -336,7 +341,7 @@ def _staple_verdict(
             reason="no verified chain to check the staple against (a resumed session "
             "carries no staple verdict)",
         )
-    leaf = chain[0]
+    leaf = state.leaf = chain[0].to_cryptography()
     if der is None:
         return StapleResult(
             status=StapleStatus.INVALID,
@@ -356,7 +361,7 @@ def _staple_verdict(
     return validate_staple(
         der,
         leaf,
-        chain[1] if len(chain) > 1 else leaf,
+        chain[1].to_cryptography() if len(chain) > 1 else leaf,
         now=info.clock(),
         clock_skew=policy.clock_skew,
         default_lifetime=policy.default_lifetime,
@@ -408,40 +413,6 @@ def _handshake_failure(state: _Handshake, error: SSL.Error) -> ssl.SSLError:
         failure.verify_message = text
         return failure
     return ssl.SSLError(1, f"TLS handshake with {state.host or 'the server'} failed: {error!r}")
-
-
-def _check_hostname(connection: SSL.Connection, host: str) -> None:
-    cert = connection.get_peer_certificate(as_cryptography=True)
-    if cert is None:
-        raise ssl.SSLCertVerificationError(1, "the server sent no certificate")
-    try:
-        match_hostname(_peercert_dict(cert), host)
-    except CertificateError as error:
-        failure = ssl.SSLCertVerificationError(1, f"certificate verify failed: {error}")
-        failure.verify_code = 62  # X509_V_ERR_HOSTNAME_MISMATCH, as the stdlib reports it
-        failure.verify_message = "Hostname mismatch"
-        raise failure from None
-
-
-def _peercert_dict(cert: x509.Certificate) -> Any:
-    """The parts of ``ssl.SSLSocket.getpeercert()`` that host name matching reads."""
-    names: list[tuple[str, str]] = []
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        san = None
-    if san is not None:
-        names += [("DNS", n) for n in san.get_values_for_type(x509.DNSName)]
-        names += [("IP Address", str(ip)) for ip in san.get_values_for_type(x509.IPAddress)]
-    return {"subjectAltName": tuple(names)}
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _context_info(context: SSL.Context) -> _ContextInfo:

@@ -6,8 +6,10 @@ serves every pool and thread. A pyOpenSSL ``Context`` cannot change after its fi
 connection. So here the constructor sets the baseline, and each setter applies only to
 the calling thread's next connection: two threads configuring different connections
 at once never see each other's values, and one pool's CA never leaks into another's
-trust. One pyOpenSSL context is built and cached per distinct trust/client
-certificate/version configuration.
+trust. Assigning ``verify_mode`` starts a new connection's settings (urllib3 assigns
+it first, for every connection), so what a connection that failed before its
+handshake had set never reaches the next one. One pyOpenSSL context is built and
+cached per distinct trust/client certificate/version configuration.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from urllib3.contrib.pyopenssl import WrappedSocket
 
+from ._hostname import peercert_dict
 from ._hostpolicy import HostPolicyLike, as_host_policies
 from ._log import VerdictLog
 from ._pyopenssl import (
@@ -48,6 +52,15 @@ class StapleSocket(WrappedSocket):
     def staple(self) -> StapleResult | None:
         """The verdict on this connection's staple (``None`` under policy ``off``)."""
         return self.connection.staple
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        """As ``ssl.SSLSocket.getpeercert``: the DER, or the subject and subjectAltName."""
+        cert = self.connection.get_peer_certificate(as_cryptography=True)
+        if cert is None:
+            return None
+        if binary_form:
+            return cert.public_bytes(serialization.Encoding.DER)
+        return peercert_dict(cert)
 
 
 @dataclasses.dataclass
@@ -134,7 +147,9 @@ class StapleSSLContext:
 
     @verify_mode.setter
     def verify_mode(self, value: int) -> None:
-        self._set(verify_mode=ssl.VerifyMode(value))
+        mode = ssl.VerifyMode(value)
+        self._pending().clear()  # a new connection's settings begin here
+        self._set(verify_mode=mode)
 
     @property
     def check_hostname(self) -> bool:

@@ -552,12 +552,6 @@ def test_verify_per_request_never_leaks_between_roots(
         session.get(server_b.url, verify=live.ca_file)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="staplecheck bug: StapleSSLContext keeps a thread's pending settings when "
-    "urllib3 fails between load_verify_locations() and wrap_socket(); the next "
-    "connection made by that thread, from any pool, trusts the leaked CA",
-)
 def test_failed_connection_setup_does_not_leak_trust(
     live: Live, serve: Serve, managers: Register, tmp_path: Path
 ) -> None:
@@ -894,11 +888,8 @@ def test_wrong_host_name_fails_under_every_policy(
 
 
 # urllib3 calls getpeercert() on the StapleSocket when it matches host names itself;
-# StapleSocket inherits urllib3's pyOpenSSL version, which uses X509.get_subject().
-GET_SUBJECT_DEPRECATED = "ignore:X509.get_subject is deprecated:DeprecationWarning"
 
 
-@pytest.mark.filterwarnings(GET_SUBJECT_DEPRECATED)
 @pytest.mark.parametrize("mode", MODES)
 def test_urllib3_assert_hostname(live: Live, serve: Serve, managers: Register, mode: str) -> None:
     server = serve(live.other)
@@ -922,12 +913,6 @@ def test_urllib3_assert_hostname(live: Live, serve: Serve, managers: Register, m
     assert server.requests == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DeprecationWarning,
-    reason="staplecheck bug: StapleSocket.getpeercert() is urllib3's, which calls the "
-    "deprecated X509.get_subject(); under -W error the request raises DeprecationWarning",
-)
 def test_assert_hostname_uses_no_deprecated_api(
     live: Live, serve: Serve, managers: Register
 ) -> None:

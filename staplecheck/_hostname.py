@@ -1,0 +1,73 @@
+"""Host name verification against a verified certificate (RFC 6125, via urllib3).
+
+The certificate's names are read once per certificate (keyed by its signature, as the
+validation caches are: it comes from a chain OpenSSL verified) into the dictionary
+shape of ``ssl.SSLSocket.getpeercert()``, which urllib3's matcher reads.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from urllib3.util.ssl_match_hostname import CertificateError, match_hostname
+
+from ._cache import LRUCache
+
+__all__ = ["check_hostname", "is_ip", "peercert_dict"]
+
+_PEERCERTS: LRUCache[dict[str, Any]] = LRUCache(256)
+
+
+def peercert_dict(cert: x509.Certificate) -> dict[str, Any]:
+    """``getpeercert()``'s view of ``cert``: subject common names and subjectAltName."""
+    key = cert.signature
+    found = _PEERCERTS.get(key)
+    if found is None:
+        found = _describe(cert)
+        _PEERCERTS.put(key, found)
+    return found
+
+
+def _describe(cert: x509.Certificate) -> dict[str, Any]:
+    names: list[tuple[str, str]] = []
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    if san is not None:
+        names += [("DNS", n) for n in san.get_values_for_type(x509.DNSName)]
+        names += [("IP Address", str(ip)) for ip in san.get_values_for_type(x509.IPAddress)]
+    common_names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return {
+        "subject": tuple((("commonName", str(a.value)),) for a in common_names),
+        "subjectAltName": tuple(names),
+    }
+
+
+def check_hostname(cert: x509.Certificate, host: str) -> None:
+    """Raise ``ssl.SSLCertVerificationError`` unless ``cert`` is valid for ``host``.
+
+    Subject alternative names only; the subject's common name is never used.
+    """
+    try:
+        match_hostname(peercert_dict(cert), host)  # type: ignore[arg-type]
+    except CertificateError as error:
+        failure = ssl.SSLCertVerificationError(1, f"certificate verify failed: {error}")
+        failure.verify_code = 62  # X509_V_ERR_HOSTNAME_MISMATCH, as the stdlib reports it
+        failure.verify_message = "Hostname mismatch"
+        raise failure from None
+
+
+def is_ip(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 address (no SNI for those: RFC 6066 §3)."""
+    if not host or (host[-1].isalpha() and ":" not in host):
+        return False  # a name ending in a letter is never an address
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -14,13 +14,12 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from ._errors import find_staple_error
 from ._policy import Mode, Policy
-from ._result import StapleResult, StapleStatus
-from .testing import CA, Identity, StaplingServer
+from ._result import StapleStatus
+from .testing import CA, POLICY_CASES, StapleCase, StaplingServer
 
 if TYPE_CHECKING:
     import requests
@@ -28,54 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["run_demo"]
 
 _POLICIES = (Mode.OFF, Mode.SOFT_FAIL, Mode.MUST_STAPLE)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Case:
-    label: str
-    status: StapleStatus
-    must_staple: bool
-    staple: Callable[[CA, Identity, datetime.datetime], bytes | None]
-
-
-_CASES = (
-    _Case("good staple", StapleStatus.GOOD, False, lambda ca, leaf, now: ca.ocsp_response(leaf)),
-    _Case(
-        "revoked (keyCompromise)",
-        StapleStatus.REVOKED,
-        False,
-        lambda ca, leaf, now: ca.ocsp_response(leaf, "revoked", revocation_reason="keyCompromise"),
-    ),
-    _Case(
-        "unknown to responder",
-        StapleStatus.UNKNOWN,
-        False,
-        lambda ca, leaf, now: ca.ocsp_response(leaf, "unknown"),
-    ),
-    _Case(
-        "forged signature",
-        StapleStatus.INVALID,
-        False,
-        lambda ca, leaf, now: ca.ocsp_response(leaf, corrupt_signature=True),
-    ),
-    _Case(
-        "stale (past nextUpdate)",
-        StapleStatus.STALE,
-        False,
-        lambda ca, leaf, now: ca.ocsp_response(
-            leaf,
-            this_update=now - datetime.timedelta(days=3),
-            next_update=now - datetime.timedelta(days=2),
-        ),
-    ),
-    _Case("no staple", StapleStatus.MISSING, False, lambda ca, leaf, now: None),
-    _Case(
-        "must-staple cert, no staple",
-        StapleStatus.MISSING,
-        True,
-        lambda ca, leaf, now: None,
-    ),
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +60,7 @@ def run_demo(out: TextIO | None = None, *, color: bool | None = None) -> int:
     issuer = root.create_intermediate(name="staplecheck demo intermediate")
     plain = issuer.issue_cert("localhost", "127.0.0.1")
     strict = issuer.issue_cert("localhost", "127.0.0.1", must_staple=True)
-    rows: list[tuple[_Case, list[_Outcome]]] = []
+    rows: list[tuple[StapleCase, list[_Outcome]]] = []
     with tempfile.TemporaryDirectory(prefix="staplecheck-demo-") as workdir:
         cafile = root.write_trust(os.path.join(workdir, "ca.pem"))
         sessions = {}
@@ -117,7 +68,7 @@ def run_demo(out: TextIO | None = None, *, color: bool | None = None) -> int:
             session = requests.Session()
             session.mount("https://", StapleAdapter(mode.value))
             sessions[mode] = session
-        for case in _CASES:
+        for case in POLICY_CASES:
             leaf = strict if case.must_staple else plain
             outcomes = []
             with StaplingServer(leaf, case.staple(issuer, leaf, now)) as server:
@@ -141,13 +92,11 @@ def run_demo(out: TextIO | None = None, *, color: bool | None = None) -> int:
 
 
 def _connect(
-    session: requests.Session, url: str, cafile: str, policy: Policy, case: _Case
+    session: requests.Session, url: str, cafile: str, policy: Policy, case: StapleCase
 ) -> _Outcome:
     import requests
 
-    expected = policy.accepts(
-        StapleResult(status=case.status, reason="", must_staple=case.must_staple)
-    )
+    expected = case.expected_accept(policy.mode)
     try:
         response = session.get(url, verify=cafile, timeout=10)
     except requests.exceptions.SSLError as error:
@@ -160,7 +109,7 @@ def _connect(
     )
 
 
-def _print_table(out: TextIO, rows: list[tuple[_Case, list[_Outcome]]], color: bool) -> None:
+def _print_table(out: TextIO, rows: list[tuple[StapleCase, list[_Outcome]]], color: bool) -> None:
     width = max(len(case.label) for case, _ in rows) + 2
     header = "staple".ljust(width) + "".join(m.value.ljust(24) for m in _POLICIES)
     print(_paint(header, "1", color), file=out)

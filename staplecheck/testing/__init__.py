@@ -10,16 +10,19 @@ them from a local stapling TLS server (:class:`StaplingServer`)::
     staple = inter.ocsp_response(server, "revoked", revocation_reason="keyCompromise")
 """
 
+from ._cases import POLICY_CASES, StapleCase
 from ._ocsp import OCSPEntry, RawExtension, make_ocsp_response
 from ._pki import CA, Identity, KeyType, generate_key
 from ._server import StaplingServer
 
 __all__ = [
     "CA",
+    "POLICY_CASES",
     "Identity",
     "KeyType",
     "OCSPEntry",
     "RawExtension",
+    "StapleCase",
     "StaplingServer",
     "generate_key",
     "make_ocsp_response",

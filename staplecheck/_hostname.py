@@ -1,8 +1,10 @@
 """Host name verification against a verified certificate (RFC 6125, via urllib3).
 
-The certificate's names are read once per certificate (keyed by its signature, as the
-validation caches are: it comes from a chain OpenSSL verified) into the dictionary
-shape of ``ssl.SSLSocket.getpeercert()``, which urllib3's matcher reads.
+A certificate's names are put into the dictionary shape of
+``ssl.SSLSocket.getpeercert()``, which urllib3's matcher reads. For verified leaves
+this is remembered, keyed by signature value (unique among certificates that verify);
+:func:`peercert_dict` on any other certificate remembers nothing, so an unverified
+certificate can never stand in for a verified one.
 """
 
 from __future__ import annotations
@@ -19,16 +21,21 @@ from ._cache import LRUCache
 
 __all__ = ["check_hostname", "is_ip", "peercert_dict"]
 
-_PEERCERTS: LRUCache[dict[str, Any]] = LRUCache(256)
+_VERIFIED: LRUCache[dict[str, Any]] = LRUCache(256)
 
 
 def peercert_dict(cert: x509.Certificate) -> dict[str, Any]:
     """``getpeercert()``'s view of ``cert``: subject common names and subjectAltName."""
+    return _describe(cert)
+
+
+def _verified_names(cert: x509.Certificate) -> dict[str, Any]:
+    """:func:`peercert_dict` for a leaf from a verified chain, remembered."""
     key = cert.signature
-    found = _PEERCERTS.get(key)
+    found = _VERIFIED.get(key)
     if found is None:
         found = _describe(cert)
-        _PEERCERTS.put(key, found)
+        _VERIFIED.put(key, found)
     return found
 
 
@@ -51,10 +58,11 @@ def _describe(cert: x509.Certificate) -> dict[str, Any]:
 def check_hostname(cert: x509.Certificate, host: str) -> None:
     """Raise ``ssl.SSLCertVerificationError`` unless ``cert`` is valid for ``host``.
 
-    Subject alternative names only; the subject's common name is never used.
+    ``cert`` must be the leaf of a chain OpenSSL verified. Subject alternative names
+    only; the subject's common name is never used.
     """
     try:
-        match_hostname(peercert_dict(cert), host)  # type: ignore[arg-type]
+        match_hostname(_verified_names(cert), host)  # type: ignore[arg-type]
     except CertificateError as error:
         failure = ssl.SSLCertVerificationError(1, f"certificate verify failed: {error}")
         failure.verify_code = 62  # X509_V_ERR_HOSTNAME_MISMATCH, as the stdlib reports it

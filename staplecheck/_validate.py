@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, TypeVar, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -125,7 +125,7 @@ def validate_staple(
     clock_skew: datetime.timedelta = DEFAULT_CLOCK_SKEW,
     default_lifetime: datetime.timedelta = DEFAULT_LIFETIME,
     max_age: datetime.timedelta = DEFAULT_MAX_AGE,
-    cache: StapleCache | None = SHARED_CACHE,
+    cache: StapleCache | None = None,
 ) -> StapleResult:
     """Judge the stapled OCSP response ``der`` for ``leaf``, issued by ``issuer``.
 
@@ -133,7 +133,13 @@ def validate_staple(
     verified (the TLS glue takes both from OpenSSL's verified chain). Empty ``der``
     means the server stapled nothing: ``missing``. Bad bytes never raise; they give
     ``invalid`` with a reason. ``now`` defaults to the current time and must be
-    timezone-aware. ``cache=None`` turns the evidence cache off.
+    timezone-aware.
+
+    ``cache`` (default none) remembers what the checks established, for the next call
+    with the same staple or the same certificates. A cache knows certificates by their
+    signature values, which only a verified chain makes unique: give one only
+    certificates from verified chains (as staplecheck's TLS glue does with
+    :data:`SHARED_CACHE`), never certificates an attacker could have made up.
     """
     if not isinstance(der, (bytes, bytearray, memoryview)):
         raise TypeError(f"der must be bytes, not {type(der).__name__}")
@@ -281,11 +287,13 @@ def _identify_signers(
     for candidate in response.certificates:
         if len(delegates) == _MAX_DELEGATES:
             break
-        if not _is_responder(candidate, response, by_key, responder, cache):
+        # Embedded certificates are unverified, so only their exact DER identifies them.
+        identity = candidate.public_bytes(serialization.Encoding.DER)
+        if not _is_responder(candidate, identity, response, by_key, responder, cache):
             continue
         checked = _memo(
             cache,
-            ("delegate", candidate.signature, issuer.signature, leaf.signature),
+            ("delegate", identity, issuer.signature, leaf.signature),
             functools.partial(_delegate_signer, candidate, leaf, issuer),
         )
         if isinstance(checked, str):
@@ -304,8 +312,10 @@ def _identify_signers(
 def _responder_id(response: ocsp.OCSPResponse) -> tuple[bool, bytes]:
     """RFC 6960 §4.2.1 ResponderID, read from tbsResponseData: (by key?, the SHA-1 key
     hash or the Name's DER). Bytes compare in a fraction of the time Names do."""
-    data = _der.children(_der.expect(_der.read_tlv(response.tbs_response_bytes), _der.SEQUENCE))
-    first = data[1] if data[0].tag == 0xA0 else data[0]  # [0] version, when present
+    data = _der.expect(_der.read_tlv(response.tbs_response_bytes), _der.SEQUENCE)
+    first = _der.read_tlv(data)
+    if first.tag == 0xA0:  # [0] version, when present
+        first = _der.read_tlv(data, first.end)
     if first.tag == 0xA2:  # byKey [2] KeyHash
         return True, _der.expect(_der.read_tlv(first.value), _der.OCTET_STRING)
     if first.tag == 0xA1:  # byName [1] Name
@@ -320,15 +330,17 @@ def _same_name(response: ocsp.OCSPResponse, name: x509.Name) -> bool:
 
 def _is_responder(
     cert: x509.Certificate,
+    identity: bytes,
     response: ocsp.OCSPResponse,
     by_key: bool,
     responder: bytes,
     cache: StapleCache | None,
 ) -> bool:
-    """Whether ``cert`` is the one the ResponderID names (RFC 6960 §4.2.1)."""
+    """Whether ``cert`` (whose DER is ``identity``) is the one the ResponderID names
+    (RFC 6960 §4.2.1)."""
     subject_der, key_hash = _memo(
         cache,
-        ("responder", cert.signature),
+        ("responder", identity),
         lambda: (cert.subject.public_bytes(), hashlib.sha1(key_bits(cert)).digest()),
     )
     if by_key:

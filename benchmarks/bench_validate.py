@@ -18,7 +18,7 @@ one run:
 Every call gets freshly loaded certificate objects and a fresh bytes object for the
 staple, built outside the timed region, so nothing is cached on object identity (not
 cryptography's per-object caches, not a hash cached on the bytes). Rounds visit the
-twelve (case, mode) pairs in a shuffled order; each visit times a batch of calls with
+sixteen (case, mode) pairs in a shuffled order; each visit times a batch of calls with
 ``time.perf_counter_ns`` and the garbage collector off. The report gives the median
 per call and the ratios to the floor, judged against the targets uncached <= 1.25x
 floor and cached <= 0.10x floor. The judged ratio is the median over rounds of the

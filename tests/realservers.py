@@ -131,6 +131,10 @@ class RealServer:
         """Everything the server said: its stdout/stderr file, plus subclass logs."""
         return _read(self.directory / "output.log")
 
+    def _environment(self) -> dict[str, str] | None:
+        """The server's environment variables (``None``: this process's own)."""
+        return None
+
     # --- public ------------------------------------------------------------------------
 
     @property
@@ -195,6 +199,7 @@ class RealServer:
             with open(self.directory / "output.log", "wb") as output:
                 process = subprocess.Popen(
                     command,
+                    env=self._environment(),
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
@@ -299,11 +304,7 @@ class Nginx(RealServer):
     def config(self, port: int) -> str:
         """The nginx.conf for ``port``."""
         tmp = self.directory
-        stapling = (
-            f"ssl_stapling on;\n        ssl_stapling_file {self.staple_file};"
-            if self.staple_file is not None
-            else "ssl_stapling off;"
-        )
+        stapling = self._stapling_directives()
         temp_paths = "\n    ".join(
             f"{kind}_temp_path {tmp / kind};"
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -335,6 +336,12 @@ http {{
     }}
 }}
 """
+
+    def _stapling_directives(self) -> str:
+        """The ``ssl_stapling*`` lines of the server block (subclasses staple otherwise)."""
+        if self.staple_file is None:
+            return "ssl_stapling off;"
+        return f"ssl_stapling on;\n        ssl_stapling_file {self.staple_file};"
 
     def _command(self, binary: str, port: int) -> list[str]:
         conf = self.directory / "nginx.conf"

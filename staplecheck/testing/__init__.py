@@ -13,6 +13,7 @@ them from a local stapling TLS server (:class:`StaplingServer`)::
 from ._cases import POLICY_CASES, StapleCase
 from ._ocsp import OCSPEntry, RawExtension, make_ocsp_response
 from ._pki import CA, Identity, KeyType, generate_key
+from ._responder import OCSPResponder
 from ._server import StaplingServer
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Identity",
     "KeyType",
     "OCSPEntry",
+    "OCSPResponder",
     "RawExtension",
     "StapleCase",
     "StaplingServer",

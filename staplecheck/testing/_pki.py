@@ -279,7 +279,7 @@ class CA:
         return self._identity(builder, key)
 
     def ocsp_response(
-        self, cert: x509.Certificate | Identity, status: str = "good", **options: Any
+        self, cert: x509.Certificate | Identity | None, status: str = "good", **options: Any
     ) -> bytes:
         """A DER OCSP response about ``cert`` from this CA: see :func:`make_ocsp_response`."""
         from ._ocsp import make_ocsp_response

@@ -160,9 +160,9 @@ class StaplingServer:
             # A clean close_notify keeps the session resumable (OpenSSL drops sessions
             # of connections freed without one).
             connection.shutdown()
-        except (SSL.Error, OSError, ValueError):
-            # The client refused us or went away, or stop() closed the socket first:
-            # all the tests' business, none the server's.
+        except Exception:  # noqa: BLE001 - a test server's thread must never die noisily
+            # The client refused us or went away, stop() closed the socket first, or the
+            # test's staple callable failed: the client's outcome is what tests check.
             pass
         finally:
             with self._lock:

@@ -51,6 +51,17 @@ class StapleAdapter(HTTPAdapter):
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         use_staple_pools(self.poolmanager)
 
+    def build_connection_pool_key_attributes(
+        self, request: Any, verify: Any, cert: Any = None
+    ) -> Any:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        # Every pool uses the staple context, whatever requests decides for the default
+        # case (requests 2.32.2 swapped in its own stdlib context for verify=True).
+        pool_kwargs["ssl_context"] = self.ssl_context  # type: ignore[typeddict-item]
+        return host_params, pool_kwargs
+
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         scheme = proxy.split("://", 1)[0].lower()
         if scheme == "https":

@@ -921,3 +921,22 @@ def test_assert_hostname_uses_no_deprecated_api(
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         assert manager.request("GET", at(server), retries=False).status == 200
+
+
+# --- the default verify=True path goes through staplecheck --------------------------------
+
+
+def test_verify_true_uses_the_staple_context(
+    live: Live, serve: Serve, cleanup: contextlib.ExitStack, tls: str
+) -> None:
+    """requests 2.32.2 once swapped in its own stdlib context for ``verify=True``,
+    silently skipping staple checks. The stdlib never asks for a staple, so a server
+    that was asked for one proves the handshake ran through staplecheck's context (the
+    handshake then fails: certifi does not trust the test root)."""
+    server = serve(live.leaf, "good", tls_version=tls)
+    session = cleanup.enter_context(requests.Session())
+    session.trust_env = False  # verify=True must mean certifi, not REQUESTS_CA_BUNDLE
+    session.mount("https://", StapleAdapter())
+    with pytest.raises(requests.exceptions.SSLError, match="certificate verify failed"):
+        session.get(server.url, verify=True, timeout=10)
+    assert server.staples_sent == 1

@@ -60,9 +60,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
+from staplecheck.testing._service import Service
 from tests.conftest import require_program
 
 __all__ = [
@@ -108,7 +108,7 @@ def port_accepts(port: int, host: str = HOST, timeout: float = 0.2) -> bool:
         return False
 
 
-class RealServer:
+class RealServer(Service):
     """One external server process on 127.0.0.1: the parts nginx and s_server share.
 
     Subclasses name the ``program`` and build the command line for a port in
@@ -177,17 +177,6 @@ class RealServer:
         tmp, self._tmp = self._tmp, None
         if tmp is not None:
             tmp.cleanup()
-
-    def __enter__(self) -> RealServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- internals ---------------------------------------------------------------------
 

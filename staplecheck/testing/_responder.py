@@ -28,7 +28,6 @@ import threading
 import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from types import TracebackType
 from typing import Any
 
 from cryptography import x509
@@ -43,6 +42,7 @@ from ._ocsp import (
     make_ocsp_response,
 )
 from ._pki import CA, Identity
+from ._service import Service
 
 __all__ = ["OCSPRequestRecord", "OCSPResponder"]
 
@@ -66,7 +66,7 @@ class OCSPRequestRecord:
     ``unauthorized``, or whatever :meth:`OCSPResponder.set_response_options` forced)."""
 
 
-class OCSPResponder:
+class OCSPResponder(Service):
     """An OCSP responder for ``ca``'s certificates on ``http://127.0.0.1:PORT/``.
 
     - ``statuses`` maps serial numbers (or certificates) to ``"good"``, ``"revoked"``
@@ -217,17 +217,6 @@ class OCSPResponder:
             self._thread.join()
         self._server.close_connections()
         self._server.server_close()  # joins the request threads (block_on_close)
-
-    def __enter__(self) -> OCSPResponder:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- answering ---------------------------------------------------------------------
 

@@ -11,12 +11,12 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable
-from types import TracebackType
 from typing import Literal
 
 from OpenSSL import SSL, crypto
 
 from ._pki import CA, Identity
+from ._service import Service
 
 __all__ = ["StaplingServer"]
 
@@ -24,7 +24,7 @@ TLSVersion = Literal["1.2", "1.3"]
 _VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 
 
-class StaplingServer:
+class StaplingServer(Service):
     """Serve ``identity``'s chain over TLS, stapling ``staple`` (``None`` or ``b""``: none).
 
     ``staple`` may be a callable, asked on every handshake. ``tls_version`` pins
@@ -92,17 +92,6 @@ class StaplingServer:
                 self._acceptor.join(timeout=5)
             for thread in list(self._threads):
                 thread.join(timeout=5)
-
-    def __enter__(self) -> StaplingServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- internals --------------------------------------------------------------------------
 

@@ -106,17 +106,8 @@ def _missing(message: str) -> None:
     pytest.skip(message)
 
 
-class HAProxy(RealServer):
-    """HAProxy terminating TLS and answering every request itself with 200 "ok".
-
-    ``cert_chain_path`` (leaf first, then intermediates) and ``key_path`` are joined
-    into ``server.pem`` (HAProxy's ``crt``); ``staple_file`` (DER) is copied beside it
-    as ``server.pem.ocsp``, which HAProxy loads at startup. ``tls_version`` is both
-    ``ssl-min-ver`` and ``ssl-max-ver``. HAProxy runs in the foreground (``-db``), one
-    process; its warnings (e.g. an OCSP response it ignores) are in :meth:`output`.
-    """
-
-    program = "haproxy"
+class _FileStapler(RealServer):
+    """A server given a certificate chain, its key, a staple file and one TLS version."""
 
     def __init__(
         self,
@@ -131,6 +122,19 @@ class HAProxy(RealServer):
         self.key_path = Path(key_path)
         self.staple_file = None if staple_file is None else Path(staple_file)
         self.tls_version = tls_version
+
+
+class HAProxy(_FileStapler):
+    """HAProxy terminating TLS and answering every request itself with 200 "ok".
+
+    ``cert_chain_path`` (leaf first, then intermediates) and ``key_path`` are joined
+    into ``server.pem`` (HAProxy's ``crt``); ``staple_file`` (DER) is copied beside it
+    as ``server.pem.ocsp``, which HAProxy loads at startup. ``tls_version`` is both
+    ``ssl-min-ver`` and ``ssl-max-ver``. HAProxy runs in the foreground (``-db``), one
+    process; its warnings (e.g. an OCSP response it ignores) are in :meth:`output`.
+    """
+
+    program = "haproxy"
 
     def config(self, port: int) -> str:
         """haproxy.cfg for ``port``."""
@@ -174,7 +178,7 @@ def require_lighttpd_openssl() -> None:
         _missing("lighttpd's mod_openssl is not installed (Debian: lighttpd-mod-openssl)")
 
 
-class Lighttpd(RealServer):
+class Lighttpd(_FileStapler):
     """lighttpd serving a one-file document root ("ok") over TLS with mod_openssl.
 
     ``ssl.pemfile`` is ``cert_chain_path`` (leaf first, then intermediates),
@@ -185,20 +189,6 @@ class Lighttpd(RealServer):
     """
 
     program = "lighttpd"
-
-    def __init__(
-        self,
-        cert_chain_path: str | os.PathLike[str],
-        key_path: str | os.PathLike[str],
-        staple_file: str | os.PathLike[str] | None = None,
-        tls_version: TLSVersion = "1.3",
-    ) -> None:
-        super().__init__()
-        _check_version(tls_version)
-        self.cert_chain_path = Path(cert_chain_path)
-        self.key_path = Path(key_path)
-        self.staple_file = None if staple_file is None else Path(staple_file)
-        self.tls_version = tls_version
 
     def start(self) -> Lighttpd:
         require_lighttpd_openssl()
@@ -238,7 +228,7 @@ ssl.openssl.ssl-conf-cmd = ("MinProtocol" => "{version}", "MaxProtocol" => "{ver
         return super()._logs() + _read(self.directory / "error.log")
 
 
-class GnuTLSServer(RealServer):
+class GnuTLSServer(_FileStapler):
     """``gnutls-serv --http`` stapling ``staple_file``, reachable on 127.0.0.1 only.
 
     ``--x509certfile`` is ``cert_chain_path`` (leaf first, then intermediates),
@@ -261,12 +251,7 @@ class GnuTLSServer(RealServer):
         *,
         ignore_ocsp_errors: bool = False,
     ) -> None:
-        super().__init__()
-        _check_version(tls_version)
-        self.cert_chain_path = Path(cert_chain_path)
-        self.key_path = Path(key_path)
-        self.staple_file = None if staple_file is None else Path(staple_file)
-        self.tls_version = tls_version
+        super().__init__(cert_chain_path, key_path, staple_file, tls_version)
         self.ignore_ocsp_errors = ignore_ocsp_errors
 
     def start(self) -> GnuTLSServer:

@@ -159,7 +159,7 @@ def test_the_mutator_mostly_keeps_what_parses(built: fuzz_corpus.Corpus) -> None
     assert len(set(outputs)) > 150
 
 
-@pytest.mark.parametrize(("harness", "runs"), [("fuzz_validate", 3000), ("fuzz_callback", 600)])
+@pytest.mark.parametrize(("harness", "runs"), [("fuzz_validate", 10000), ("fuzz_callback", 1500)])
 def test_harness_short_run(
     built: fuzz_corpus.Corpus, tmp_path: Path, harness: str, runs: int
 ) -> None:

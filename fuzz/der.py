@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
+from staplecheck.testing._asn1 import header, tlv
+
 __all__ = [
     "Element",
     "Node",
@@ -37,17 +39,6 @@ class Node:
 
     def der(self) -> bytes:
         return encode([self])
-
-
-def header(tag: int, length: int) -> bytes:
-    if length < 0x80:
-        return bytes((tag, length))
-    size = (length.bit_length() + 7) // 8
-    return bytes((tag, 0x80 | size)) + length.to_bytes(size, "big")
-
-
-def tlv(tag: int, content: bytes) -> bytes:
-    return header(tag, len(content)) + content
 
 
 def encode(nodes: list[Node]) -> bytes:

@@ -14,6 +14,7 @@ __all__ = [
     "enumerated",
     "explicit",
     "generalized_time",
+    "header",
     "integer",
     "null",
     "octet_string",
@@ -23,12 +24,16 @@ __all__ = [
 ]
 
 
-def tlv(tag: int, content: bytes) -> bytes:
-    length = len(content)
+def header(tag: int, length: int) -> bytes:
+    """Tag and definite length of an element whose content is ``length`` bytes."""
     if length < 0x80:
-        return bytes([tag, length]) + content
+        return bytes((tag, length))
     size = (length.bit_length() + 7) // 8
-    return bytes([tag, 0x80 | size]) + length.to_bytes(size, "big") + content
+    return bytes((tag, 0x80 | size)) + length.to_bytes(size, "big")
+
+
+def tlv(tag: int, content: bytes) -> bytes:
+    return header(tag, len(content)) + content
 
 
 def sequence(*parts: bytes) -> bytes:

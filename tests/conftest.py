@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -32,6 +34,18 @@ def require_program(name: str) -> str:
             pytest.fail(f"{message}, and CI must not skip (.ci/run installs it)")
         pytest.skip(message)
     return path
+
+
+@pytest.fixture
+def frequent_thread_switches() -> Iterator[None]:
+    """Switch threads every 10 µs, not every 5 ms, so races between configuring the
+    shared context, handshaking and attaching verdicts have room to show."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -388,18 +387,6 @@ def test_connection_close_response_keeps_its_staple(
 
 
 # --- 4. threads sharing one session ------------------------------------------------------
-
-
-@pytest.fixture
-def frequent_thread_switches() -> Iterator[None]:
-    """Switch threads every 10 µs, not every 5 ms: urllib3 configures the shared context
-    and then wraps the socket, and races in between need switches to show."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
 
 
 @pytest.mark.usefixtures("frequent_thread_switches")

@@ -22,7 +22,6 @@ Both loops are bounded in count and in time (45 s each; they take about 8 s each
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -82,18 +81,6 @@ def unretained_log() -> Iterator[None]:
         yield
     finally:
         logger.propagate = previous
-
-
-@pytest.fixture
-def frequent_thread_switches() -> Iterator[None]:
-    """Switch threads every 10 µs, not every 5 ms, so races between configuring the
-    shared context, handshaking and attaching verdicts have room to show."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
 
 
 @pytest.mark.usefixtures("frequent_thread_switches")

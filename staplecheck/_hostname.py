@@ -2,9 +2,10 @@
 
 A certificate's names are put into the dictionary shape of
 ``ssl.SSLSocket.getpeercert()``, which urllib3's matcher reads. For verified leaves
-this is remembered, keyed by signature value (unique among certificates that verify);
-:func:`peercert_dict` on any other certificate remembers nothing, so an unverified
-certificate can never stand in for a verified one.
+this is remembered, keyed by the certificate's complete DER: two certificates can share
+signature bytes (OpenSSL never checks a trust anchor's own signature, and ECDSA key
+recovery lets a sub-CA mint a certificate carrying another's signature), but never their
+DER. :func:`peercert_dict` on any other certificate remembers nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import ssl
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from urllib3.util.ssl_match_hostname import CertificateError, match_hostname
 
@@ -31,7 +33,7 @@ def peercert_dict(cert: x509.Certificate) -> dict[str, Any]:
 
 def _verified_names(cert: x509.Certificate) -> dict[str, Any]:
     """:func:`peercert_dict` for a leaf from a verified chain, remembered."""
-    key = cert.signature
+    key = cert.public_bytes(serialization.Encoding.DER)
     found = _VERIFIED.get(key)
     if found is None:
         found = _describe(cert)

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from cryptography import x509
 
 from ._check import CheckError, check_url, parse_https_url
+from ._issued import NotIssuedError, check_issued_by
 from ._policy import Mode, Policy
 from ._result import StapleResult, StapleStatus
 from ._validate import DEFAULT_CLOCK_SKEW, DEFAULT_LIFETIME, DEFAULT_MAX_AGE, validate_staple
@@ -144,6 +145,12 @@ def _add_time_options(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="lifetime of a response without nextUpdate, e.g. 1d (default 1d)",
     )
+    parser.add_argument(
+        "--refuse-sha1",
+        action="store_true",
+        help="judge responses signed with SHA-1 (or by a delegate whose certificate is) "
+        "invalid; by default they are accepted, as OpenSSL, curl and Firefox do",
+    )
 
 
 # --- verify ---------------------------------------------------------------------------
@@ -153,11 +160,9 @@ def _run_verify(args: argparse.Namespace) -> int:
     leaf = load_certificate(args.cert)
     issuer = load_certificate(args.issuer)
     try:
-        leaf.verify_directly_issued_by(issuer)
-    except Exception:  # noqa: BLE001 - any failure means "not its issuer"
-        raise UsageError(
-            f"{args.issuer} is not the issuer of {args.cert} (its signature does not verify)"
-        ) from None
+        check_issued_by(leaf, issuer)
+    except NotIssuedError as error:
+        raise UsageError(f"{args.issuer} is not the issuer of {args.cert}: {error}") from None
     staple = _read_staple(args.staple)
     result = validate_staple(
         staple,
@@ -167,6 +172,7 @@ def _run_verify(args: argparse.Namespace) -> int:
         clock_skew=args.clock_skew,
         default_lifetime=args.default_lifetime,
         max_age=args.max_age,
+        allow_sha1=not args.refuse_sha1,
         cache=None,
     )
     if args.json:
@@ -209,6 +215,7 @@ def _run_check(args: argparse.Namespace) -> int:
         clock_skew=args.clock_skew,
         default_lifetime=args.default_lifetime,
         max_age=args.max_age,
+        allow_sha1=not args.refuse_sha1,
     )
     if args.cafile is not None:
         _load_ca_file(args.cafile)

@@ -13,12 +13,15 @@ from typing import NamedTuple
 __all__ = [
     "TLV",
     "DERError",
+    "LimitError",
     "children",
     "decode_int",
     "decode_oid",
     "expect",
     "read_tlv",
+    "subject_and_key",
     "subject_public_key_bits",
+    "tbs_and_signature",
 ]
 
 SEQUENCE = 0x30
@@ -35,12 +38,22 @@ class DERError(ValueError):
     """The bytes are not the DER that was expected."""
 
 
+class LimitError(DERError):
+    """More elements than the caller allows (``limit``)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} elements")
+        self.limit = limit
+
+
 class TLV(NamedTuple):
-    """One DER element: its tag byte, its content and where the element ends."""
+    """One DER element: its tag byte, its content, where the element ends and where
+    it starts (offsets into the bytes it was read from)."""
 
     tag: int
     value: bytes
     end: int
+    start: int = 0
 
 
 def read_tlv(data: bytes, offset: int = 0) -> TLV:
@@ -61,14 +74,20 @@ def read_tlv(data: bytes, offset: int = 0) -> TLV:
     end = pos + length
     if end > len(data):
         raise DERError("element runs past the end of its container")
-    return TLV(tag, data[pos:end], end)
+    return TLV(tag, data[pos:end], end, offset)
 
 
-def children(content: bytes) -> list[TLV]:
-    """Split the content of a constructed element into its elements."""
+def children(content: bytes, limit: int | None = None) -> list[TLV]:
+    """Split the content of a constructed element into its elements.
+
+    With ``limit``, more than ``limit`` elements raise :class:`LimitError` as soon as
+    the one past the limit is met, so the work stays bounded whatever the input.
+    """
     out: list[TLV] = []
     offset = 0
     while offset < len(content):
+        if limit is not None and len(out) == limit:
+            raise LimitError(limit)
         tlv = read_tlv(content, offset)
         out.append(tlv)
         offset = tlv.end
@@ -117,3 +136,34 @@ def subject_public_key_bits(spki_der: bytes) -> bytes:
     if not bits or bits[0] != 0:
         raise DERError("subjectPublicKey must be whole octets")
     return bits[1:]
+
+
+def subject_and_key(certificate_der: bytes) -> tuple[bytes, bytes]:
+    """The subject Name's DER and the subjectPublicKey bits of a certificate
+    (RFC 5280 §4.1), read without parsing either: embedded responder certificates are
+    matched against a ResponderID this way before anything costly is done with them.
+    """
+    certificate = children(expect(read_tlv(certificate_der), SEQUENCE), 3)
+    fields = children(expect(certificate[0], SEQUENCE), 10)
+    if fields and fields[0].tag == 0xA0:  # [0] EXPLICIT version
+        fields = fields[1:]
+    # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
+    if len(fields) < 6:
+        raise DERError("TBSCertificate is too short")
+    subject, spki = fields[4], fields[5]
+    tbs = certificate[0].value
+    return tbs[subject.start : subject.end], subject_public_key_bits(tbs[spki.start : spki.end])
+
+
+def tbs_and_signature(certificate_der: bytes) -> tuple[bytes, bytes]:
+    """The TBSCertificate's complete DER and the signature value of a certificate
+    (RFC 5280 §4.1.1), as sent: cryptography re-encodes ``tbs_certificate_bytes``
+    from its parsed form, at a cost that grows with every extension."""
+    certificate = children(expect(read_tlv(certificate_der), SEQUENCE), 3)
+    if len(certificate) != 3:
+        raise DERError("a Certificate has three elements")
+    tbs, signature = certificate[0], expect(certificate[2], BIT_STRING)
+    if not signature or signature[0] != 0:
+        raise DERError("signatureValue must be whole octets")
+    content = expect(read_tlv(certificate_der), SEQUENCE)
+    return content[tbs.start : tbs.end], signature[1:]

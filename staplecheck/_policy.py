@@ -48,6 +48,11 @@ class Policy:
     """How long a response without nextUpdate counts as current after thisUpdate."""
     max_age: datetime.timedelta = DEFAULT_MAX_AGE
     """No response older than this (since thisUpdate) counts as current."""
+    allow_sha1: bool = True
+    """Whether a response signed with SHA-1, or by a delegated responder whose
+    certificate is signed with SHA-1, can be evidence. ``True`` judges them as
+    OpenSSL, curl, Firefox and Go do; ``False`` refuses them (``invalid``). CertIDs
+    hashed with SHA-1 are accepted either way: they identify, they do not sign."""
 
     OFF: ClassVar[Policy]
     SOFT_FAIL: ClassVar[Policy]

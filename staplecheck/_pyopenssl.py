@@ -15,12 +15,13 @@ import dataclasses
 import datetime
 import socket
 import ssl
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, overload
 
 import certifi
 from cryptography import x509
 from OpenSSL import SSL, crypto
+from OpenSSL._util import lib as _ssl_lib
 from urllib3.util import wait_for_read, wait_for_write
 
 from ._errors import StapleError
@@ -132,7 +133,7 @@ def create_context(
     _load_trust(context, config)
     if config.client_cert is not None:
         _load_client_cert(context, config.client_cert)
-    context.set_verify(SSL.VERIFY_PEER, _record_verify_error)
+    context.set_verify(SSL.VERIFY_PEER, _on_verify)
     context.set_ocsp_client_callback(_on_staple)
     context.set_app_data(
         _ContextInfo(
@@ -191,6 +192,10 @@ class _Handshake:
     result: StapleResult | None = None
     accepted: bool | None = None
     verify_error: tuple[int, int] | None = None
+    leaf_verified: bool = False
+    """Whether staplecheck's verify callback saw OpenSSL accept the leaf (depth 0) in
+    this handshake: proof that the chain was verified with OpenSSL's own decisions, not
+    a verify callback that overrides them."""
     leaf: x509.Certificate | None = None
     """The verified leaf, once the OCSP callback has read it."""
 
@@ -295,17 +300,52 @@ def get_staple_result(connection: SSL.Connection) -> StapleResult | None:
 
 def _on_staple(connection: SSL.Connection, der: bytes, _data: Any) -> bool:
     """pyOpenSSL's OCSP client callback: judge, record, decide. Never raises."""
+    state = _state_of(connection)
+    if state is None:
+        # The connection's app data is the user's own: nowhere to keep what verification
+        # found, so the chain cannot count as verified (see _chain_verified).
+        info = _context_info(connection.get_context())
+        state = _Handshake(host=None, policy=info.policies.policy_for(None), verify=False)
+    _judge(connection, state, der)
+    return bool(state.accepted)
+
+
+def _state_of(connection: SSL.Connection) -> _Handshake | None:
+    """The connection's record; a plain ``SSL.Connection`` on a staplecheck context
+    (app data unset) gets one, with the policy for its SNI name."""
     state = connection.get_app_data()
-    if not isinstance(state, _Handshake):
-        # A plain SSL.Connection on a staplecheck context that asked for a staple.
+    if state is None:
         info = _context_info(connection.get_context())
         name = connection.get_servername()
         host = name.decode("idna") if name else None
         state = _Handshake(host=host, policy=info.policies.policy_for(host), verify=True)
-        if connection.get_app_data() is None:
-            connection.set_app_data(state)
-    _judge(connection, state, der)
-    return bool(state.accepted)
+        connection.set_app_data(state)
+    return state if isinstance(state, _Handshake) else None
+
+
+def _session_reused(connection: SSL.Connection) -> bool:
+    """Whether this handshake resumed a session (pyOpenSSL has no public call)."""
+    try:
+        return bool(_ssl_lib.SSL_session_reused(connection._ssl))
+    except Exception:  # noqa: BLE001 - a binding that lacks it: the checks below decide
+        return False
+
+
+def _chain_verified(connection: SSL.Connection, state: _Handshake) -> bool:
+    """Whether OpenSSL verified the peer's chain in this handshake, by its own rules:
+    peer verification on (``VERIFY_PEER``), its verdict ``X509_V_OK``, and
+    staplecheck's verify callback (which keeps OpenSSL's decisions) saw the leaf
+    accepted. ``get_verified_chain`` returns a chain even when verification was off or
+    a connection's own callback overrode its failures (pyOpenSSL then reports
+    ``X509_V_OK``); none of those is evidence. Unknown means no (fail closed)."""
+    if not (state.verify and state.leaf_verified and state.verify_error is None):
+        return False
+    try:
+        if not connection.get_verify_mode() & SSL.VERIFY_PEER:
+            return False
+        return bool(_ssl_lib.SSL_get_verify_result(connection._ssl) == 0)  # X509_V_OK
+    except Exception:  # noqa: BLE001 - a binding that lacks them: not verified
+        return False
 
 
 def _judge(connection: SSL.Connection, state: _Handshake, der: bytes | None) -> None:
@@ -324,14 +364,21 @@ def _judge(connection: SSL.Connection, state: _Handshake, der: bytes | None) -> 
 def _staple_verdict(
     connection: SSL.Connection, state: _Handshake, der: bytes | None, info: _ContextInfo
 ) -> StapleResult:
+    if state.verify and _session_reused(connection):
+        return StapleResult(
+            status=StapleStatus.INVALID,
+            reason="the session was resumed: this handshake verified no chain and "
+            "carries no staple verdict",
+        )
     # Only the leaf and its issuer are needed: converting the whole chain costs more.
-    chain = connection.get_verified_chain() if state.verify else None
-    if not state.verify:
+    verified = _chain_verified(connection, state)
+    chain = connection.get_verified_chain() if verified else None
+    if not verified:
         peer = connection.get_peer_certificate(as_cryptography=True)
         return StapleResult(
             status=StapleStatus.INVALID,
-            reason="certificate verification is off, so no staple can be trusted; "
-            "use policy 'off' to connect without verification",
+            reason="certificate verification is off or did not succeed, so no staple "
+            "can be trusted; use policy 'off' to connect without verification",
             must_staple=peer is not None and has_must_staple(peer),
             serial_number=peer.serial_number if peer is not None else None,
         )
@@ -358,26 +405,56 @@ def _staple_verdict(
             must_staple=has_must_staple(leaf),
         )
     policy = state.policy
+    above = _Converted(chain[1:])
     return validate_staple(
         der,
         leaf,
-        chain[1].to_cryptography() if len(chain) > 1 else leaf,
+        above[0] if above else leaf,
         now=info.clock(),
         clock_skew=policy.clock_skew,
         default_lifetime=policy.default_lifetime,
         max_age=policy.max_age,
+        allow_sha1=policy.allow_sha1,
+        chain=above,
         cache=info.cache,
     )
 
 
-def _record_verify_error(
+class _Converted(Sequence[x509.Certificate]):
+    """Certificates of the verified chain as cryptography objects, converted when
+    first read: validation reads past the issuer only for a staple it refuses."""
+
+    def __init__(self, certs: Sequence[crypto.X509]) -> None:
+        self._certs = certs
+        self._done: dict[int, x509.Certificate] = {}
+
+    def __len__(self) -> int:
+        return len(self._certs)
+
+    @overload
+    def __getitem__(self, index: int) -> x509.Certificate: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[x509.Certificate]: ...
+    def __getitem__(self, index: int | slice) -> x509.Certificate | Sequence[x509.Certificate]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        found = self._done.get(index)
+        if found is None:
+            found = self._done[index] = self._certs[index].to_cryptography()
+        return found
+
+
+def _on_verify(
     connection: SSL.Connection, _cert: crypto.X509, errno: int, depth: int, ok: int
 ) -> bool:
-    """Keep OpenSSL's own decision; remember the first failure for the error message."""
-    if not ok:
-        state = connection.get_app_data()
-        if isinstance(state, _Handshake) and state.verify_error is None:
+    """Keep OpenSSL's own decision; remember the first failure for the error message,
+    and whether the leaf was accepted with no failure before it."""
+    state = _state_of(connection)
+    if state is not None:
+        if not ok and state.verify_error is None:
             state.verify_error = (errno, depth)
+        if depth == 0:
+            state.leaf_verified = bool(ok) and state.verify_error is None
     return bool(ok)
 
 

@@ -1,9 +1,13 @@
 """Validation of one stapled OCSP response: RFC 6960's rules and nothing else.
 
 The work splits in two. :func:`_examine` establishes everything that does not depend
-on the clock (parsing, the CertID match, the responder's authority, the signature,
-critical extensions); its outcome may be cached. :func:`_judge_time` applies the time
-rules to that outcome on every call, with the caller's ``now``.
+on the clock (parsing, the bounds, the CertID match, the responder's authority, the
+signature, critical extensions); its outcome may be cached. :func:`_judge_time`
+applies the time rules to that outcome on every call, with the caller's ``now``.
+
+Everything remembered is keyed by complete DER (or a SHA-256 over it): two
+certificates can share signature bytes, never their DER. All work a response can
+cause is bounded before its signature is checked (``_shape``).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import dataclasses
 import datetime
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar, Union
 
 from cryptography import x509
@@ -24,8 +28,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from . import _der
 from ._cache import LRUCache
-from ._certfacts import CERT_ID_HASHES, IssuerFacts, LeafFacts, key_bits, name_of
+from ._certfacts import CERT_ID_HASHES, IssuerFacts, LeafFacts, name_of
+from ._issued import NotIssuedError, check_issued_by, signed_with_sha1
 from ._result import StapleResult, StapleStatus
+from ._shape import MAX_RESPONSE_BYTES, ResponseShape, ShapeError, read_shape
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",
@@ -41,6 +47,16 @@ DEFAULT_LIFETIME = datetime.timedelta(days=1)
 DEFAULT_MAX_AGE = datetime.timedelta(days=10)
 
 _UTC = datetime.timezone.utc
+_DER = serialization.Encoding.DER
+
+MAX_NAME_BYTES = 1024
+"""A ResponderID name is compared attribute by attribute (string types may differ)
+only when it and the other name are at most this long; longer ones must match byte
+for byte. Parsing a name costs per attribute, and real names are under 300 bytes."""
+_MAX_DELEGATE_CHECKS = 4
+"""Embedded certificates matching the ResponderID whose delegation is checked (each
+costs a signature verification with the issuer's key); a responder renewed under the
+same name needs two."""
 
 
 class _RuleFailedError(Exception):
@@ -65,22 +81,37 @@ class _Evidence:
     signer_validity: tuple[tuple[datetime.datetime, datetime.datetime], ...]
     """Validity periods of the delegated responder certificates whose key verified the
     signature (none when the issuer signed); one must contain ``now``, every call."""
+    sha1: bool
+    """Whether the response's signature, or its signer's certificate, uses SHA-1."""
     window: tuple[object, object, object, datetime.datetime, datetime.datetime] | None = None
     """The last (skew, lifetime, max_age) asked for and the current-time window they
     give, so that a cached staple is judged with two comparisons."""
 
 
-_Outcome = Union[_Evidence, StapleResult]
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Why the response is no evidence, and, when no entry names the leaf, the CertIDs
+    it has instead (so that a response about another certificate of the verified chain
+    can be recognised: that is a missing staple, not a bad one)."""
+
+    result: StapleResult
+    foreign: tuple[tuple[str, bytes, bytes, int], ...] = ()
+    """(hash name, issuerNameHash, issuerKeyHash, serial) of each entry."""
+
+
+_Outcome = Union[_Evidence, _Refusal]
 
 
 class StapleCache:
     """Bounded, thread-safe memory of what validation established, for reuse.
 
     Two least-recently-used maps of ``maxsize`` entries each: the evidence of each
-    staple (keyed by the staple bytes and the signatures of leaf and issuer, so other
-    bytes, another leaf or another issuer never hit), and the facts of each
-    certificate (names, keys, hashes, delegate checks; keyed by signature). Time is
-    never cached: the time rules run on every call.
+    staple (keyed by a SHA-256 over the staple and the complete DER of leaf and
+    issuer, so other bytes, another leaf or another issuer never hit), and the facts
+    of each certificate (names, keys, hashes, delegate checks; keyed by complete DER).
+    What is remembered is a function of those bytes alone, so no certificate, however
+    made, can change what another is judged to be. Time is never cached: the time
+    rules run on every call.
     """
 
     def __init__(self, maxsize: int = 1024) -> None:
@@ -125,6 +156,8 @@ def validate_staple(
     clock_skew: datetime.timedelta = DEFAULT_CLOCK_SKEW,
     default_lifetime: datetime.timedelta = DEFAULT_LIFETIME,
     max_age: datetime.timedelta = DEFAULT_MAX_AGE,
+    allow_sha1: bool = True,
+    chain: Sequence[x509.Certificate] = (),
     cache: StapleCache | None = None,
 ) -> StapleResult:
     """Judge the stapled OCSP response ``der`` for ``leaf``, issued by ``issuer``.
@@ -135,11 +168,15 @@ def validate_staple(
     ``invalid`` with a reason. ``now`` defaults to the current time and must be
     timezone-aware.
 
+    ``allow_sha1=False`` refuses (``invalid``) a response whose signature, or whose
+    delegated responder's certificate, uses SHA-1. ``chain`` is the rest of the
+    verified chain above ``leaf`` (``issuer`` first), when known: a response about one
+    of those certificates and not about ``leaf`` (TLS 1.3 lets a server staple for any
+    certificate entry) then means ``leaf``'s staple is ``missing``, never ``good``.
+
     ``cache`` (default none) remembers what the checks established, for the next call
-    with the same staple or the same certificates. A cache knows certificates by their
-    signature values, which only a verified chain makes unique: give one only
-    certificates from verified chains (as staplecheck's TLS glue does with
-    :data:`SHARED_CACHE`), never certificates an attacker could have made up.
+    with the same staple or the same certificates. It is keyed by complete DER, so it
+    is safe to share; the TLS glue shares :data:`SHARED_CACHE`.
     """
     if not isinstance(der, (bytes, bytearray, memoryview)):
         raise TypeError(f"der must be bytes, not {type(der).__name__}")
@@ -154,8 +191,9 @@ def validate_staple(
     elif now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     der = bytes(der)
+    certs = _Certs(leaf, leaf.public_bytes(_DER), issuer, issuer.public_bytes(_DER))
     if not der:
-        leaf_facts = _leaf_facts(leaf, cache)
+        leaf_facts = _leaf_facts(certs, cache)
         return StapleResult(
             status=StapleStatus.MISSING,
             reason="the server stapled no OCSP response",
@@ -163,64 +201,100 @@ def validate_staple(
             must_staple=leaf_facts.must_staple,
         )
     if cache is None:
-        outcome = _examine(der, leaf, issuer, None)
+        outcome = _examine(der, certs, None)
     else:
-        key = (der, leaf.signature, issuer.signature)
+        key = _digest(der, certs.leaf_der, certs.issuer_der)
         found = cache.evidence.get(key)
         if found is None:
-            found = _examine(der, leaf, issuer, cache)
+            found = _examine(der, certs, cache)
             cache.evidence.put(key, found)
         outcome = found
-    if isinstance(outcome, StapleResult):
-        return outcome
+    if isinstance(outcome, _Refusal):
+        if outcome.foreign and chain:
+            return _about_chain(outcome, chain) or outcome.result
+        return outcome.result
+    if outcome.sha1 and not allow_sha1:
+        return _downgrade(
+            outcome.result,
+            StapleStatus.INVALID,
+            "the response or its signer's certificate is signed with SHA-1, "
+            "which this policy refuses (allow_sha1=False)",
+        )
     return _judge_time(outcome, now, clock_skew, default_lifetime, max_age)
 
 
-def _leaf_facts(leaf: x509.Certificate, cache: StapleCache | None) -> LeafFacts:
-    return _memo(cache, ("leaf", leaf.signature), lambda: LeafFacts.of(leaf))
+class _Certs(NamedTuple):
+    """The leaf and issuer, each with its complete DER (the key of all memos)."""
+
+    leaf: x509.Certificate
+    leaf_der: bytes
+    issuer: x509.Certificate
+    issuer_der: bytes
 
 
-def _issuer_facts(issuer: x509.Certificate, cache: StapleCache | None) -> IssuerFacts:
-    return _memo(cache, ("issuer", issuer.signature), lambda: IssuerFacts.of(issuer))
+def _digest(*parts: bytes) -> bytes:
+    """SHA-256 over length-prefixed ``parts``: a memo key no two inputs share."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.digest()
+
+
+def _leaf_facts(certs: _Certs, cache: StapleCache | None) -> LeafFacts:
+    return _memo(cache, ("leaf", certs.leaf_der), lambda: LeafFacts.of(certs.leaf))
+
+
+def _issuer_facts(certs: _Certs, cache: StapleCache | None) -> IssuerFacts:
+    return _memo(cache, ("issuer", certs.issuer_der), lambda: IssuerFacts.of(certs.issuer))
 
 
 # --- the time-independent rules --------------------------------------------------------
 
 
-def _examine(
-    der: bytes, leaf: x509.Certificate, issuer: x509.Certificate, cache: StapleCache | None
-) -> _Outcome:
+def _examine(der: bytes, certs: _Certs, cache: StapleCache | None) -> _Outcome:
     try:
-        leaf_facts = _leaf_facts(leaf, cache)
+        leaf_facts = _leaf_facts(certs, cache)
     except Exception as error:  # noqa: BLE001 - a certificate cryptography cannot read
-        return StapleResult(
-            status=StapleStatus.INVALID, reason=f"the certificate cannot be read: {error}"
+        return _Refusal(
+            StapleResult(
+                status=StapleStatus.INVALID, reason=f"the certificate cannot be read: {error}"
+            )
         )
     rule = "the issuer certificate"
+    response: ocsp.OCSPResponse | None = None
+    shape: ResponseShape | None = None
     try:
-        issuer_facts = _issuer_facts(issuer, cache)
+        issuer_facts = _issuer_facts(certs, cache)
+        rule = "size (staplecheck's bounds)"
+        _check_size(der)
         response = _parse(der)
         rule = "responseStatus (RFC 6960 §4.2.1)"
         _check_response_status(response)
+        rule = "structure (RFC 6960 §4.2.1, staplecheck's bounds)"
+        shape = _read_shape(der)
         rule = "responder identification (RFC 6960 §4.2.2.2)"
-        candidates = _identify_signers(response, leaf, issuer, issuer_facts, cache)
+        candidates = _identify_signers(response, shape, certs, issuer_facts, cache)
         rule = "signature (RFC 6960 §4.2.1)"
-        signers = _verify_signature(response, der, candidates)
+        signers, sha1 = _verify_signature(response, shape, candidates)
         rule = "CertID match (RFC 6960 §4.1.1)"
-        entries = list(response.responses)
-        entry = _match_entry(entries, leaf_facts, issuer_facts)
+        entry = _match_entry(list(response.responses), leaf_facts, issuer_facts)
         rule = "extensions (RFC 6960 §4.4)"
-        _check_critical_extensions(response, len(entries), der)
+        _check_critical_extensions(shape)
         rule = "thisUpdate/nextUpdate (RFC 6960 §4.2.2.1)"
         _check_update_order(entry)
         rule = "entry fields (RFC 6960 §4.2.1)"
-        return _evidence(response, entry, signers, leaf_facts)
+        return _evidence(response, entry, signers, leaf_facts, sha1)
     except _RuleFailedError as failure:
-        return _invalid(leaf_facts, str(failure))
+        reason = str(failure)
     except _MALFORMED as error:
-        return _invalid(leaf_facts, f"{rule}: malformed response ({error})")
+        reason = f"{rule}: malformed response ({error})"
     except Exception as error:  # noqa: BLE001 - anything unforeseen fails closed
-        return _invalid(leaf_facts, f"{rule}: the response could not be checked: {error!r}")
+        reason = f"{rule}: the response could not be checked: {error!r}"
+    foreign: tuple[tuple[str, bytes, bytes, int], ...] = ()
+    if response is not None and shape is not None:
+        foreign = _foreign_entries(response, leaf_facts, issuer_facts)
+    return _Refusal(_invalid(leaf_facts, reason), foreign)
 
 
 def _invalid(leaf: LeafFacts, reason: str) -> StapleResult:
@@ -230,6 +304,15 @@ def _invalid(leaf: LeafFacts, reason: str) -> StapleResult:
         serial_number=leaf.serial_number,
         must_staple=leaf.must_staple,
     )
+
+
+def _check_size(der: bytes) -> None:
+    """staplecheck's bound: no response is judged past :data:`MAX_RESPONSE_BYTES`."""
+    if len(der) > MAX_RESPONSE_BYTES:
+        raise _RuleFailedError(
+            f"the response is {len(der)} bytes, more than staplecheck examines "
+            f"({MAX_RESPONSE_BYTES}; a TLS 1.3 staple cannot be larger)"
+        )
 
 
 def _parse(der: bytes) -> ocsp.OCSPResponse:
@@ -248,22 +331,30 @@ def _check_response_status(response: ocsp.OCSPResponse) -> None:
         raise _RuleFailedError(f"responseStatus is {name}, not successful (RFC 6960 §4.2.1)")
 
 
+def _read_shape(der: bytes) -> ResponseShape:
+    """The response's structure, within staplecheck's bounds (entries, extensions,
+    embedded certificates): beyond them nothing more is examined."""
+    try:
+        return read_shape(der)
+    except ShapeError as error:
+        raise _RuleFailedError(
+            f"the response exceeds staplecheck's bounds or is malformed: {error}"
+        ) from None
+
+
 class _Signer(NamedTuple):
     public_key: object
     description: str
     valid_from: datetime.datetime | None
     valid_until: datetime.datetime | None
-
-
-# A response may embed several certificates matching its ResponderID (a responder
-# certificate renewed with the same name); each costs a signature check, so few are tried.
-_MAX_DELEGATES = 4
+    sha1: bool = False
+    """Whether the signer's certificate is signed with SHA-1 (delegates only)."""
 
 
 def _identify_signers(
     response: ocsp.OCSPResponse,
-    leaf: x509.Certificate,
-    issuer: x509.Certificate,
+    shape: ResponseShape,
+    certs: _Certs,
     issuer_facts: IssuerFacts,
     cache: StapleCache | None,
 ) -> list[_Signer]:
@@ -271,35 +362,36 @@ def _identify_signers(
 
     The ResponderID (by name or by SHA-1 key hash, §4.2.1) picks the signer among the
     issuer and the certificates embedded in the response; nothing else is considered,
-    not even the rest of the verified chain. Embedded certificates that match but
-    fail the delegation rules are passed over; if none is left, the first failure is
-    the reason.
+    not even the rest of the verified chain. Embedded certificates are matched on
+    their raw subject and key bytes; at most ``_MAX_DELEGATE_CHECKS`` that match have
+    their delegation checked. Those that fail are passed over; if none is left, the
+    first failure is the reason.
     """
-    by_key, responder = _responder_id(response)
+    names = _ResponderName(response, shape)
     if (
-        responder == issuer_facts.key_hashes["sha1"]
-        if by_key
-        else responder == issuer_facts.subject_der or _same_name(response, issuer_facts.subject)
+        shape.responder == issuer_facts.key_hashes["sha1"]
+        if shape.by_key
+        else names.equals(issuer_facts.subject_der, lambda: issuer_facts.subject)
     ):
         return [_Signer(issuer_facts.public_key, issuer_facts.description, None, None)]
     delegates: list[_Signer] = []
     first_failure: str | None = None
-    for candidate in response.certificates:
-        if len(delegates) == _MAX_DELEGATES:
-            break
-        # Embedded certificates are unverified, so only their exact DER identifies them.
-        identity = candidate.public_bytes(serialization.Encoding.DER)
-        if not _is_responder(candidate, identity, response, by_key, responder, cache):
+    checked = 0
+    for candidate in shape.certificates:
+        if not _is_responder(candidate, shape, names):
             continue
-        checked = _memo(
+        if checked == _MAX_DELEGATE_CHECKS:
+            break
+        checked += 1
+        signer = _memo(
             cache,
-            ("delegate", identity, issuer.signature, leaf.signature),
-            functools.partial(_delegate_signer, candidate, leaf, issuer),
+            ("delegate", _digest(candidate, certs.issuer_der, certs.leaf_der)),
+            functools.partial(_delegate_signer, candidate, certs),
         )
-        if isinstance(checked, str):
-            first_failure = first_failure or checked
+        if isinstance(signer, str):
+            first_failure = first_failure or signer
         else:
-            delegates.append(checked)
+            delegates.append(signer)
     if delegates:
         return delegates
     raise _RuleFailedError(
@@ -309,79 +401,72 @@ def _identify_signers(
     )
 
 
-def _responder_id(response: ocsp.OCSPResponse) -> tuple[bool, bytes]:
-    """RFC 6960 §4.2.1 ResponderID, read from tbsResponseData: (by key?, the SHA-1 key
-    hash or the Name's DER). Bytes compare in a fraction of the time Names do."""
-    data = _der.expect(_der.read_tlv(response.tbs_response_bytes), _der.SEQUENCE)
-    first = _der.read_tlv(data)
-    if first.tag == 0xA0:  # [0] version, when present
-        first = _der.read_tlv(data, first.end)
-    if first.tag == 0xA2:  # byKey [2] KeyHash
-        return True, _der.expect(_der.read_tlv(first.value), _der.OCTET_STRING)
-    if first.tag == 0xA1:  # byName [1] Name
-        return False, first.value
-    raise _RuleFailedError(f"unknown ResponderID choice 0x{first.tag:02x} (RFC 6960 §4.2.1)")
+class _ResponderName:
+    """Compares a byName ResponderID with other names: byte for byte first, then, for
+    names of at most :data:`MAX_NAME_BYTES`, attribute by attribute (string types may
+    differ); the ResponderID is parsed at most once."""
+
+    def __init__(self, response: ocsp.OCSPResponse, shape: ResponseShape) -> None:
+        self._response = response
+        self._der = shape.responder
+        self._parsed: x509.Name | None = None
+
+    def equals(self, other_der: bytes, other: Callable[[], x509.Name]) -> bool:
+        if other_der == self._der:
+            return True
+        if len(self._der) > MAX_NAME_BYTES or len(other_der) > MAX_NAME_BYTES:
+            return False
+        if self._parsed is None:
+            self._parsed = self._response.responder_name
+        return bool(self._parsed == other())
 
 
-def _same_name(response: ocsp.OCSPResponse, name: x509.Name) -> bool:
-    """The ResponderID's name equals ``name`` though their DER differs (string types)."""
-    return response.responder_name == name
+def _is_responder(candidate: bytes, shape: ResponseShape, names: _ResponderName) -> bool:
+    """Whether the embedded certificate ``candidate`` (DER) is the one the ResponderID
+    names (RFC 6960 §4.2.1)."""
+    try:
+        subject_der, bits = _der.subject_and_key(candidate)
+    except _der.DERError:
+        return False
+    if shape.by_key:
+        return hashlib.sha1(bits).digest() == shape.responder
+    return names.equals(subject_der, lambda: x509.load_der_x509_certificate(candidate).subject)
 
 
-def _is_responder(
-    cert: x509.Certificate,
-    identity: bytes,
-    response: ocsp.OCSPResponse,
-    by_key: bool,
-    responder: bytes,
-    cache: StapleCache | None,
-) -> bool:
-    """Whether ``cert`` (whose DER is ``identity``) is the one the ResponderID names
-    (RFC 6960 §4.2.1)."""
-    subject_der, key_hash = _memo(
-        cache,
-        ("responder", identity),
-        lambda: (cert.subject.public_bytes(), hashlib.sha1(key_bits(cert)).digest()),
-    )
-    if by_key:
-        return bool(key_hash == responder)
-    return subject_der == responder or _same_name(response, cert.subject)
-
-
-def _delegate_signer(
-    delegate: x509.Certificate, leaf: x509.Certificate, issuer: x509.Certificate
-) -> _Signer | str:
+def _delegate_signer(candidate: bytes, certs: _Certs) -> _Signer | str:
     """The delegate as a signer, or why it may not sign (a message, to be memoized)."""
     try:
-        _check_delegate(delegate, leaf, issuer)
+        delegate = x509.load_der_x509_certificate(candidate)
+        _check_delegate(delegate, candidate, certs)
+        return _Signer(
+            delegate.public_key(),
+            f"delegated responder {name_of(delegate.subject)}",
+            delegate.not_valid_before_utc,
+            delegate.not_valid_after_utc,
+            signed_with_sha1(delegate),
+        )
     except _RuleFailedError as failure:
         return str(failure)
-    return _Signer(
-        delegate.public_key(),
-        f"delegated responder {name_of(delegate.subject)}",
-        delegate.not_valid_before_utc,
-        delegate.not_valid_after_utc,
-    )
+    except _MALFORMED as error:
+        return f"an embedded responder certificate is malformed ({error}; RFC 6960 §4.2.2.2)"
 
 
-def _check_delegate(
-    delegate: x509.Certificate, leaf: x509.Certificate, issuer: x509.Certificate
-) -> None:
+def _check_delegate(delegate: x509.Certificate, delegate_der: bytes, certs: _Certs) -> None:
     """RFC 6960 §4.2.2.2: id-kp-OCSPSigning, issued directly by the issuer."""
     who = f"delegated responder {name_of(delegate.subject)}"
-    if delegate == leaf or delegate.public_key() == leaf.public_key():
+    if (
+        delegate_der == certs.leaf_der
+        or _der.subject_and_key(delegate_der)[1] == _der.subject_and_key(certs.leaf_der)[1]
+    ):
         raise _RuleFailedError(
             f"{who} is the certificate being checked; it cannot vouch for itself "
             "(RFC 6960 §4.2.2.2)"
         )
-    if delegate.issuer != issuer.subject:
-        raise _RuleFailedError(f"{who} was not issued by the issuer (RFC 6960 §4.2.2.2)")
     try:
-        delegate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        check_issued_by(delegate, certs.issuer, der=delegate_der)
+    except NotIssuedError as error:
         raise _RuleFailedError(
-            f"{who} names the issuer but its signature does not verify with the "
-            "issuer's key (RFC 6960 §4.2.2.2)"
+            f"{who} was not issued by the issuer: {error} (RFC 6960 §4.2.2.2)"
         ) from None
     try:
         usage = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
@@ -445,36 +530,44 @@ _MGF1 = "1.2.840.113549.1.1.8"
 
 
 def _verify_signature(
-    response: ocsp.OCSPResponse, der: bytes, candidates: list[_Signer]
-) -> list[_Signer]:
+    response: ocsp.OCSPResponse, shape: ResponseShape, candidates: list[_Signer]
+) -> tuple[list[_Signer], bool]:
     """RFC 6960 §4.2.1 / §3.2 item 2: the signature over tbsResponseData verifies.
 
-    Returns the candidates whose key verifies it (normally exactly one)."""
+    Returns the candidates whose key verifies it (normally exactly one), and whether
+    SHA-1 was involved (in the response's signature or a signer's certificate)."""
     verified: list[_Signer] = []
     failure: _RuleFailedError | None = None
+    sha1 = False
     for signer in candidates:
         try:
-            _verify_with(response, der, signer)
+            digest = _verify_with(response, shape, signer)
         except _RuleFailedError as error:
             failure = failure or error
             continue
         verified.append(signer)
+        sha1 = sha1 or isinstance(digest, hashes.SHA1) or signer.sha1
     if not verified:
         assert failure is not None
         raise failure
-    return verified
+    return verified, sha1
 
 
-def _verify_with(response: ocsp.OCSPResponse, der: bytes, signer: _Signer) -> None:
+def _verify_with(
+    response: ocsp.OCSPResponse, shape: ResponseShape, signer: _Signer
+) -> hashes.HashAlgorithm | None:
+    """Verify with ``signer``'s key; return the hash used (``None`` for EdDSA)."""
     oid = response.signature_algorithm_oid.dotted_string
     key = signer.public_key
     data = response.tbs_response_bytes
     signature = response.signature
+    digest: hashes.HashAlgorithm | None = None
     try:
         if oid in _RSA_PKCS1 and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), _RSA_PKCS1[oid]())
+            digest = _RSA_PKCS1[oid]()
+            key.verify(signature, data, padding.PKCS1v15(), digest)
         elif oid == _RSA_PSS and isinstance(key, rsa.RSAPublicKey):
-            pss, digest = _pss_parameters(der)
+            pss, digest = _pss_parameters(shape.signature_algorithm)
             key.verify(signature, data, pss, digest)
         elif oid in _ECDSA and isinstance(key, ec.EllipticCurvePublicKey):
             if not isinstance(key.curve, _CURVES):
@@ -482,7 +575,8 @@ def _verify_with(response: ocsp.OCSPResponse, der: bytes, signer: _Signer) -> No
                     f"the {signer.description} key is on curve {key.curve.name}; "
                     "only P-256, P-384 and P-521 are accepted"
                 )
-            key.verify(signature, data, ec.ECDSA(_ECDSA[oid]()))
+            digest = _ECDSA[oid]()
+            key.verify(signature, data, ec.ECDSA(digest))
         elif (oid == _ED25519 and isinstance(key, ed25519.Ed25519PublicKey)) or (
             oid == _ED448 and isinstance(key, ed448.Ed448PublicKey)
         ):
@@ -496,16 +590,17 @@ def _verify_with(response: ocsp.OCSPResponse, der: bytes, signer: _Signer) -> No
         raise _RuleFailedError(
             f"the signature does not verify with the {signer.description} key (RFC 6960 §3.2)"
         ) from None
+    return digest
 
 
-def _pss_parameters(der: bytes) -> tuple[padding.PSS, hashes.HashAlgorithm]:
+def _pss_parameters(algorithm_der: bytes) -> tuple[padding.PSS, hashes.HashAlgorithm]:
     """RFC 4055 §3.1: RSASSA-PSS-params of the response's signatureAlgorithm.
 
     cryptography does not expose them for OCSP responses, so they are read from the
-    DER: OCSPResponse → responseBytes → BasicOCSPResponse → signatureAlgorithm.
+    DER of the AlgorithmIdentifier (``algorithm_der``: its content).
     """
     try:
-        algorithm = _der.children(_der.expect(_basic_response(der)[1], _der.SEQUENCE))
+        algorithm = _der.children(algorithm_der, 2)
         fields = {
             tlv.tag: tlv.value for tlv in _der.children(_der.expect(algorithm[1], _der.SEQUENCE))
         }
@@ -539,6 +634,59 @@ def _hash_from_algorithm(content: bytes) -> Callable[[], hashes.HashAlgorithm]:
     return _HASH_OIDS[oid]
 
 
+def _foreign_entries(
+    response: ocsp.OCSPResponse, leaf: LeafFacts, issuer: IssuerFacts
+) -> tuple[tuple[str, bytes, bytes, int], ...]:
+    """The CertIDs of a response none of whose entries names the leaf (empty if one
+    does, or if they cannot be read). The entries were counted by ``_shape``."""
+    try:
+        entries = list(response.responses)
+        found = []
+        for entry in entries:
+            algorithm = entry.hash_algorithm.name
+            if algorithm not in CERT_ID_HASHES:
+                continue
+            if _names_leaf(entry, algorithm, leaf, issuer):
+                return ()
+            found.append(
+                (algorithm, entry.issuer_name_hash, entry.issuer_key_hash, entry.serial_number)
+            )
+        return tuple(found)
+    except _MALFORMED:
+        return ()
+
+
+def _about_chain(refusal: _Refusal, chain: Sequence[x509.Certificate]) -> StapleResult | None:
+    """RFC 8446 §4.4.2.1: in TLS 1.3 a server may staple for any certificate entry.
+    A response about another certificate of the verified chain (``chain``: issuer
+    first), and about none of the leaf, says nothing of the leaf: its staple is
+    missing. Nothing here is trusted beyond that: the response is not evidence."""
+    for position, cert in enumerate(chain):
+        above = chain[position + 1] if position + 1 < len(chain) else None
+        try:
+            issuer_der = cert.issuer.public_bytes()
+            bits = _der.subject_and_key(above.public_bytes(_DER))[1] if above else None
+            serial = cert.serial_number
+        except _MALFORMED:
+            continue
+        for algorithm, name_hash, key_hash, entry_serial in refusal.foreign:
+            digest = CERT_ID_HASHES[algorithm]
+            if (
+                entry_serial == serial
+                and name_hash == digest(issuer_der).digest()
+                and (bits is None or key_hash == digest(bits).digest())
+            ):
+                result = refusal.result
+                return dataclasses.replace(
+                    result,
+                    status=StapleStatus.MISSING,
+                    reason=f"the server stapled a response about {name_of(cert.subject)} "
+                    f"(certificate {position + 2} of the verified chain), not about this "
+                    "certificate: its staple is missing (RFC 8446 §4.4.2.1)",
+                )
+    return None
+
+
 # When several entries match, the most serious wins (DESIGN.md rule 2).
 _PRECEDENCE = {
     ocsp.OCSPCertStatus.REVOKED: 0,
@@ -565,18 +713,23 @@ def _match_entry(
             algorithm = entry.hash_algorithm.name
         except UnsupportedAlgorithm:
             continue
-        if (
-            algorithm in CERT_ID_HASHES
-            and entry.serial_number == serial
-            and entry.issuer_name_hash == leaf.issuer_name_hashes[algorithm]
-            and entry.issuer_key_hash == issuer.key_hashes[algorithm]
-        ):
+        if algorithm in CERT_ID_HASHES and _names_leaf(entry, algorithm, leaf, issuer):
             matched.append(entry)
     if not matched:
         raise _RuleFailedError(
             f"no entry for serial {serial:#x} under this issuer (RFC 6960 §4.1.1)"
         )
     return min(matched, key=lambda e: _PRECEDENCE[e.certificate_status])
+
+
+def _names_leaf(
+    entry: ocsp.OCSPSingleResponse, algorithm: str, leaf: LeafFacts, issuer: IssuerFacts
+) -> bool:
+    return bool(
+        entry.serial_number == leaf.serial_number
+        and entry.issuer_name_hash == leaf.issuer_name_hashes[algorithm]
+        and entry.issuer_key_hash == issuer.key_hashes[algorithm]
+    )
 
 
 # Extensions whose meaning staplecheck knows, so a critical one is not "unrecognized"
@@ -595,45 +748,15 @@ _KNOWN_EXTENSIONS = frozenset(
 )
 
 
-def _check_critical_extensions(response: ocsp.OCSPResponse, entry_count: int, der: bytes) -> None:
+def _check_critical_extensions(shape: ResponseShape) -> None:
     """RFC 6960 §4.4 with RFC 5280 §4.2: an unrecognized critical extension fails.
 
-    Checked in responseExtensions and in every SingleResponse's singleExtensions.
-    cryptography exposes only the first entry's extensions, so with several entries
-    they are read from the DER.
+    Checked in responseExtensions and in every SingleResponse's singleExtensions, as
+    read from the DER (cryptography exposes only the first entry's).
     """
-    try:
-        found = [(e.oid.dotted_string, e.critical) for e in response.extensions]
-        if entry_count == 1:
-            found += [(e.oid.dotted_string, e.critical) for e in response.single_extensions]
-        else:
-            found += _all_single_extensions(der)
-    except (ValueError, _der.DERError, IndexError) as error:
-        raise _RuleFailedError(f"malformed extensions (RFC 6960 §4.4): {error}") from None
-    for oid, critical in found:
+    for oid, critical in shape.extensions:
         if critical and oid not in _KNOWN_EXTENSIONS:
             raise _RuleFailedError(f"unrecognized critical extension {oid} (RFC 6960 §4.4)")
-
-
-def _all_single_extensions(der: bytes) -> list[tuple[str, bool]]:
-    """(OID, critical) of every singleExtensions entry of every SingleResponse."""
-    data = _der.children(_der.expect(_basic_response(der)[0], _der.SEQUENCE))
-    # ResponseData: [0] version?, responderID, producedAt, responses, [1] extensions?
-    responses = [tlv for tlv in data if tlv.tag == _der.SEQUENCE][-1]
-    found: list[tuple[str, bool]] = []
-    for single in _der.children(responses.value):
-        # certID, certStatus, thisUpdate, then [0] nextUpdate?, [1] singleExtensions?
-        # (certStatus "revoked" is [1] too, hence by position)
-        for tlv in _der.children(_der.expect(single, _der.SEQUENCE))[3:]:
-            if tlv.tag != 0xA1:
-                continue
-            extensions = _der.expect(_der.read_tlv(tlv.value), _der.SEQUENCE)
-            for extension in _der.children(extensions):
-                parts = _der.children(_der.expect(extension, _der.SEQUENCE))
-                oid = _der.decode_oid(_der.expect(parts[0], _der.OID))
-                critical = parts[1].tag == _der.BOOLEAN and parts[1].value != b"\x00"
-                found.append((oid, critical))
-    return found
 
 
 def _check_update_order(entry: ocsp.OCSPSingleResponse) -> None:
@@ -655,6 +778,7 @@ def _evidence(
     entry: ocsp.OCSPSingleResponse,
     signers: list[_Signer],
     leaf: LeafFacts,
+    sha1: bool,
 ) -> _Evidence:
     signer = signers[0]
     status = _STATUS[entry.certificate_status]
@@ -686,7 +810,7 @@ def _evidence(
         for s in signers
         if s.valid_from is not None and s.valid_until is not None
     )
-    return _Evidence(result, validity)
+    return _Evidence(result, validity, sha1)
 
 
 _REASON_NAMES = {
@@ -790,19 +914,6 @@ def _downgrade(result: StapleResult, status: StapleStatus, reason: str) -> Stapl
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def _basic_response(der: bytes) -> list[_der.TLV]:
-    """The elements of the BasicOCSPResponse inside an OCSPResponse (RFC 6960 §4.2.1).
-
-    OCSPResponse → [0] responseBytes → response OCTET STRING → BasicOCSPResponse.
-    """
-    outer = _der.children(_der.expect(_der.read_tlv(der), _der.SEQUENCE))
-    response_bytes = _der.children(
-        _der.expect(_der.read_tlv(_der.expect(outer[1], 0xA0)), _der.SEQUENCE)
-    )
-    basic_der = _der.expect(response_bytes[1], _der.OCTET_STRING)
-    return _der.children(_der.expect(_der.read_tlv(basic_der), _der.SEQUENCE))
 
 
 def _key_kind(key: object) -> str:

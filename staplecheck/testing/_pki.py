@@ -11,7 +11,7 @@ from typing import Any, Literal, Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = ["CA", "Identity", "KeyType", "PrivateKey", "generate_key"]
@@ -68,6 +68,41 @@ def _signing_hash(key: PrivateKey) -> hashes.SHA256 | None:
         if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey))
         else hashes.SHA256()
     )
+
+
+SignatureHash = Literal["sha256", "sha1"]
+"""How the test CA signs a certificate: SHA-256, or SHA-1 as old PKIs did."""
+
+_SHA1_ALGORITHMS = {
+    # sha1WithRSAEncryption (RFC 3279 §2.2.1), ecdsa-with-SHA1 (RFC 3279 §2.2.3)
+    "rsa": bytes.fromhex("300d06092a864886f70d0101050500"),
+    "ecdsa": bytes.fromhex("300906072a8648ce3d0401"),
+}
+
+
+def _signed_with_sha1(cert: x509.Certificate, key: PrivateKey) -> x509.Certificate:
+    """``cert`` re-signed with SHA-1: cryptography no longer signs certificates with
+    SHA-1, so the TBSCertificate is rewritten with the SHA-1 algorithm and signed."""
+    from .. import _der
+    from . import _asn1 as asn1
+
+    if isinstance(key, rsa.RSAPrivateKey):
+        algorithm = _SHA1_ALGORITHMS["rsa"]
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        algorithm = _SHA1_ALGORITHMS["ecdsa"]
+    else:
+        raise ValueError("SHA-1 signatures need an RSA or ECDSA CA key")
+    der = cert.public_bytes(serialization.Encoding.DER)
+    tbs_der = _der.children(_der.expect(_der.read_tlv(der), _der.SEQUENCE))[0]
+    fields = _der.children(tbs_der.value)
+    at = 2 if fields[0].tag == 0xA0 else 1  # [0] version?, serialNumber, signature
+    parts = [algorithm if i == at else tbs_der.value[f.start : f.end] for i, f in enumerate(fields)]
+    tbs = asn1.sequence(*parts)
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())
+    else:
+        signature = key.sign(tbs, ec.ECDSA(hashes.SHA1()))
+    return x509.load_der_x509_certificate(asn1.sequence(tbs, algorithm, asn1.bit_string(signature)))
 
 
 def _pem(*certs: x509.Certificate) -> bytes:
@@ -216,11 +251,13 @@ class CA:
         ocsp_url: str | None = None,
         client_auth: bool = False,
         extra_usages: Sequence[x509.ObjectIdentifier] = (),
+        signature_hash: SignatureHash = "sha256",
     ) -> Identity:
         """A server certificate for DNS names and IP addresses (``"127.0.0.1"``).
 
         ``must_staple`` adds the RFC 7633 TLS Feature ``status_request`` extension;
-        ``ocsp_url`` an Authority Information Access OCSP location.
+        ``ocsp_url`` an Authority Information Access OCSP location;
+        ``signature_hash="sha1"`` signs it with SHA-1 (RSA or ECDSA CAs), as old PKIs did.
         """
         if not names:
             raise ValueError("issue_cert needs at least one name")
@@ -251,7 +288,7 @@ class CA:
                 ),
                 critical=False,
             )
-        return self._identity(builder, key)
+        return self._identity(builder, key, signature_hash)
 
     def issue_responder(
         self,
@@ -261,12 +298,13 @@ class CA:
         name: str = "staplecheck test OCSP responder",
         not_before: datetime.datetime | None = None,
         not_after: datetime.datetime | None = None,
+        signature_hash: SignatureHash = "sha256",
     ) -> Identity:
         """A delegated OCSP responder certificate issued by this CA (RFC 6960 §4.2.2.2).
 
         ``ocsp_signing=False`` leaves out the id-kp-OCSPSigning extended key usage, to
         test that such a responder is refused; ``not_after`` in the past makes an
-        expired one.
+        expired one; ``signature_hash="sha1"`` signs it with SHA-1.
         """
         key = generate_key(key_type)
         builder = self._builder(name, key, not_before, not_after, None).add_extension(
@@ -276,7 +314,7 @@ class CA:
             ExtendedKeyUsageOID.OCSP_SIGNING if ocsp_signing else ExtendedKeyUsageOID.CODE_SIGNING
         )
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        return self._identity(builder, key)
+        return self._identity(builder, key, signature_hash)
 
     def ocsp_response(
         self, cert: x509.Certificate | Identity | None, status: str = "good", **options: Any
@@ -327,8 +365,12 @@ class CA:
             )
         )
 
-    def _identity(self, builder: x509.CertificateBuilder, key: PrivateKey) -> Identity:
+    def _identity(
+        self, builder: x509.CertificateBuilder, key: PrivateKey, signature_hash: SignatureHash
+    ) -> Identity:
         cert = builder.sign(self.private_key, _signing_hash(self.private_key))
+        if signature_hash == "sha1":
+            cert = _signed_with_sha1(cert, self.private_key)
         return Identity(cert=cert, private_key=key, chain=(cert, *self.chain), issuer=self)
 
 

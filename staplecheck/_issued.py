@@ -1,0 +1,104 @@
+"""Was a certificate signed by an issuer's key? (RFC 5280 §6.1.3 (a)(1))
+
+cryptography's ``verify_directly_issued_by`` refuses SHA-1 signatures. OpenSSL's OCSP
+verification accepts them (so do curl, Firefox and Go for responses), and
+staplecheck accepts SHA-1-signed responses too (docs/validation.md, rule 4), so a
+SHA-1-signed delegated responder or leaf would otherwise be refused for a false
+reason ("its signature does not verify"). This check verifies any algorithm
+cryptography can read, SHA-1 included; whether SHA-1 is acceptable is the policy's
+decision (``Policy.allow_sha1``), made with :func:`signed_with_sha1`.
+"""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+
+from . import _der
+
+__all__ = ["NotIssuedError", "check_issued_by", "signed_with_sha1"]
+
+# RFC 3279 §2.2, RFC 4055 §5, RFC 5758 §3.2, RFC 8410 §3
+_RSA_PKCS1 = frozenset(
+    {
+        "1.2.840.113549.1.1.5",  # sha1WithRSAEncryption
+        "1.2.840.113549.1.1.14",  # sha224WithRSAEncryption
+        "1.2.840.113549.1.1.11",  # sha256WithRSAEncryption
+        "1.2.840.113549.1.1.12",  # sha384WithRSAEncryption
+        "1.2.840.113549.1.1.13",  # sha512WithRSAEncryption
+    }
+)
+_RSA_PSS = "1.2.840.113549.1.1.10"
+_ECDSA = frozenset(
+    {
+        "1.2.840.10045.4.1",  # ecdsa-with-SHA1
+        "1.2.840.10045.4.3.1",  # ecdsa-with-SHA224
+        "1.2.840.10045.4.3.2",  # ecdsa-with-SHA256
+        "1.2.840.10045.4.3.3",  # ecdsa-with-SHA384
+        "1.2.840.10045.4.3.4",  # ecdsa-with-SHA512
+    }
+)
+_ED25519 = "1.3.101.112"
+_ED448 = "1.3.101.113"
+
+
+class NotIssuedError(ValueError):
+    """``issuer`` did not issue the certificate; the message says which check failed."""
+
+
+def check_issued_by(
+    cert: x509.Certificate, issuer: x509.Certificate, *, der: bytes | None = None
+) -> None:
+    """Raise :class:`NotIssuedError` unless ``cert`` names ``issuer``'s subject as its
+    issuer and ``issuer``'s key verifies its signature (any hash, SHA-1 included).
+
+    ``der`` is ``cert``'s DER when the caller has it (cryptography re-encodes on
+    ``public_bytes``, at a cost that grows with the certificate's extensions)."""
+    if cert.issuer != issuer.subject:
+        raise NotIssuedError("its issuer name is not the issuer's subject")
+    try:
+        key = issuer.public_key()
+        oid = cert.signature_algorithm_oid.dotted_string
+        data, signature = _der.tbs_and_signature(
+            der if der is not None else cert.public_bytes(serialization.Encoding.DER)
+        )
+        if oid in _RSA_PKCS1 and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), _hash_of(cert))
+        elif oid == _RSA_PSS and isinstance(key, rsa.RSAPublicKey):
+            pss = cert.signature_algorithm_parameters
+            if not isinstance(pss, padding.PSS):
+                raise NotIssuedError("its RSA-PSS parameters cannot be read")
+            key.verify(signature, data, pss, _hash_of(cert))
+        elif oid in _ECDSA and isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(_hash_of(cert)))
+        elif (oid == _ED25519 and isinstance(key, ed25519.Ed25519PublicKey)) or (
+            oid == _ED448 and isinstance(key, ed448.Ed448PublicKey)
+        ):
+            key.verify(signature, data)
+        else:
+            raise NotIssuedError(
+                f"its signature algorithm {oid} does not fit the issuer's key or is not supported"
+            )
+    except InvalidSignature:
+        raise NotIssuedError("its signature does not verify with the issuer's key") from None
+    except (UnsupportedAlgorithm, ValueError, TypeError, IndexError) as error:
+        if isinstance(error, NotIssuedError):
+            raise
+        raise NotIssuedError(f"its signature cannot be checked: {error}") from None
+
+
+def _hash_of(cert: x509.Certificate) -> hashes.HashAlgorithm:
+    digest = cert.signature_hash_algorithm
+    if digest is None:
+        raise NotIssuedError("its signature algorithm names no hash")
+    return digest
+
+
+def signed_with_sha1(cert: x509.Certificate) -> bool:
+    """Whether the certificate's signature uses SHA-1 (PKCS#1 v1.5, PSS or ECDSA)."""
+    try:
+        return isinstance(cert.signature_hash_algorithm, hashes.SHA1)
+    except UnsupportedAlgorithm:
+        return False

@@ -1,11 +1,13 @@
-"""CI's own machinery: the daemon block around apt-get.
+"""CI's own machinery: the daemon block around apt-get, and the tested lower bounds.
 
 ``.ci/without-daemons`` runs for real here against a policy-rc.d in a temporary
-directory (``POLICY_RC_D``).
+directory (``POLICY_RC_D``); ``.ci/lower-bounds.txt`` is checked against the package's
+own metadata, and against what is installed when CI's lower-bound run says so.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import signal
 import stat
@@ -13,8 +15,12 @@ import subprocess
 import time
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.version import Version
+
 ROOT = Path(__file__).resolve().parent.parent
 WITHOUT_DAEMONS = ROOT / ".ci" / "without-daemons"
+LOWER_BOUNDS = ROOT / ".ci" / "lower-bounds.txt"
 BLOCK = b"#!/bin/sh\nexit 101\n"
 DOCKERS = b"#!/bin/sh\n\n# For most Docker users ...\n\nexit 101\n"
 
@@ -79,3 +85,39 @@ def test_an_interrupted_run_still_restores(tmp_path: Path) -> None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
     assert policy.read_bytes() == DOCKERS
+
+
+def _lower_bounds() -> dict[str, Version]:
+    pins: dict[str, Version] = {}
+    for line in LOWER_BOUNDS.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            requirement = Requirement(line)
+            (specifier,) = requirement.specifier
+            assert specifier.operator == "==", line
+            pins[requirement.name.lower()] = Version(specifier.version)
+    return pins
+
+
+def test_the_tested_lower_bounds_are_the_declared_ones() -> None:
+    """Every runtime dependency (and the requests extra) is pinned in
+    .ci/lower-bounds.txt at exactly the lower bound the package declares."""
+    declared: dict[str, Version] = {}
+    for text in importlib.metadata.requires("staplecheck") or []:
+        requirement = Requirement(text)
+        marker = str(requirement.marker or "")
+        if marker and marker != 'extra == "requests"':
+            continue  # test and fuzz tools: CI tests their newest releases
+        (specifier,) = requirement.specifier
+        assert specifier.operator == ">=", text
+        declared[requirement.name.lower()] = Version(specifier.version)
+    assert _lower_bounds() == declared
+
+
+def test_installed_versions_meet_the_tested_lower_bounds() -> None:
+    """In CI's lower-bound run (STAPLECHECK_LOWER_BOUNDS=1) exactly the pins are
+    installed: that run tests what it says it tests."""
+    exact = os.environ.get("STAPLECHECK_LOWER_BOUNDS") == "1"
+    for name, pin in _lower_bounds().items():
+        installed = Version(importlib.metadata.version(name))
+        assert installed == pin if exact else installed >= pin, (name, installed, pin)

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from cryptography import x509
 
+from . import __version__
 from ._check import CheckError, check_url, parse_https_url
 from ._issued import NotIssuedError, check_issued_by
 from ._policy import Mode, Policy
@@ -72,6 +73,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="staplecheck",
         description="Check OCSP staples: offline (verify) or on a live server (check).",
     )
+    parser.add_argument("--version", action="version", version=f"staplecheck {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
 
     verify = commands.add_parser(

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["run_demo"]
 
 _POLICIES = (Mode.OFF, Mode.SOFT_FAIL, Mode.MUST_STAPLE)
+POLICY_TABLE_URL = "https://github.com/staplecheck/staplecheck/blob/main/docs/policies.md"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +88,8 @@ def run_demo(out: TextIO | None = None, *, color: bool | None = None) -> int:
         else "SOME OUTCOMES DO NOT MATCH THE POLICY TABLE"
     )
     print(f"\n{len(rows) * len(_POLICIES)} connections in {elapsed:.1f} s: {verdict}.", file=out)
-    print("The policy table: docs/policies.md. Servers stopped.", file=out)
+    # An installed user has no docs/ directory: point to the published page.
+    print(f"The policy table: {POLICY_TABLE_URL}. Servers stopped.", file=out)
     return 0 if matched else 1
 
 

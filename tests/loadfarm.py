@@ -19,7 +19,8 @@ session, each to a server drawn from a seeded schedule, and checks every outcome
 against the server it went to: status, serial number, host, port, body. Servers bind
 127.0.0.1 on ephemeral ports and stop when the farm's ``with`` block ends. With
 ``in_child=True`` they run in a child process, so that this process's memory is the
-client's alone.
+client's alone. :func:`measure_client` runs the client in a process of its own too, so
+that nothing but the client (no test runner holding log records) is measured.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import os
 import random
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,7 +43,16 @@ import requests
 from staplecheck import StapleStatus, find_staple_error
 from staplecheck.testing import CA, Identity, StaplingServer
 
-__all__ = ["KINDS", "Farm", "Tally", "Target", "object_count", "rss_mb"]
+__all__ = [
+    "KINDS",
+    "ClientMemory",
+    "Farm",
+    "Tally",
+    "Target",
+    "measure_client",
+    "object_count",
+    "rss_mb",
+]
 
 KINDS: dict[str, tuple[StapleStatus, bool, bool]] = {
     # kind: (status, must-staple leaf, accepted under soft-fail)
@@ -355,3 +366,129 @@ def _child(
     finally:
         for server in servers:
             server.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientMemory:
+    """What :func:`measure_client` saw in the client process."""
+
+    warm_up: Tally
+    measured: Tally
+    rss_before: float
+    rss_after: float
+    samples: list[float]
+    """RSS (MiB) after every 1000th measured connection."""
+    objects_before: int
+    objects_after: int
+    state: dict[str, tuple[int, int]]
+    """staplecheck's own bounded state after the run: name -> (size, bound)."""
+
+    @property
+    def growth(self) -> float:
+        return self.rss_after - self.rss_before
+
+
+def measure_client(
+    directory: str | os.PathLike[str],
+    warm_up: int,
+    measured: int,
+    *,
+    threads: int = 8,
+    seconds: float = 45.0,
+    keep_responses: bool = False,
+) -> ClientMemory:
+    """Measure a soft-fail ``StapleAdapter`` session's memory over ``measured`` new
+    connections after ``warm_up`` ones, in a fresh interpreter that runs only the
+    client (the servers run in a child of it).
+
+    A test runner's process is no place to measure this: pytest keeps every log record
+    of a test (from 9.1 on also from loggers that do not propagate), a record per
+    refused connection that would be counted as the client's. ``keep_responses`` makes
+    the client leak every accepted response, to prove the measurement sees a leak.
+    """
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    # Not a daemon: the client process starts the server process itself.
+    child = context.Process(
+        target=_measure_in_child,
+        args=(os.fspath(directory), warm_up, measured, threads, seconds, keep_responses, sender),
+    )
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(2 * seconds + 120):
+            raise RuntimeError("the client process did not report in time")
+        outcome, value = receiver.recv()
+    finally:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+            child.join(timeout=5)
+        receiver.close()
+    if outcome != "ok":
+        raise RuntimeError(f"the client process failed:\n{value}")
+    assert isinstance(value, ClientMemory)
+    return value
+
+
+def _measure_in_child(
+    directory: str,
+    warm_up: int,
+    measured: int,
+    threads: int,
+    seconds: float,
+    keep_responses: bool,
+    pipe: Any,
+) -> None:
+    try:
+        pipe.send(("ok", _measure(directory, warm_up, measured, threads, seconds, keep_responses)))
+    except BaseException:  # noqa: BLE001 - any failure goes back to the test as text
+        pipe.send(("error", traceback.format_exc()))
+    finally:
+        pipe.close()
+
+
+def _measure(
+    directory: str,
+    warm_up: int,
+    measured: int,
+    threads: int,
+    seconds: float,
+    keep_responses: bool,
+) -> ClientMemory:
+    # Imported here: only the client process needs them.
+    from staplecheck import SHARED_CACHE, StapleAdapter
+    from staplecheck._pyopenssl import _DEFAULT_LOG
+
+    kept: list[requests.Response] = []
+    with Farm(directory, in_child=True) as farm, requests.Session() as session:
+        session.trust_env = False
+        adapter = StapleAdapter("soft-fail")
+        session.mount("https://", adapter)
+        if keep_responses:
+            session.hooks["response"].append(lambda response, **_: kept.append(response))
+        warm = farm.run(session, warm_up, threads=threads, seconds=seconds, seed=2)
+        rss_before, objects_before = rss_mb(), object_count()
+        samples: list[float] = []
+        tally = farm.run(
+            session,
+            measured,
+            threads=threads,
+            seconds=seconds,
+            seed=3,
+            progress=lambda done: samples.append(rss_mb()),
+        )
+        rss_after, objects_after = rss_mb(), object_count()
+        state = {
+            "evidence cache": (len(SHARED_CACHE.evidence), SHARED_CACHE.evidence.maxsize),
+            "certificate cache": (
+                len(SHARED_CACHE.certificates),
+                SHARED_CACHE.certificates.maxsize,
+            ),
+            # One trust configuration: one pyOpenSSL context.
+            "pyOpenSSL contexts": (len(adapter.ssl_context._contexts), 1),
+            "log rate limit": (len(_DEFAULT_LOG._last), _DEFAULT_LOG._max_hosts),
+        }
+    return ClientMemory(
+        warm, tally, rss_before, rss_after, samples, objects_before, objects_after, state
+    )

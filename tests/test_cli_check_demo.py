@@ -166,6 +166,11 @@ def test_demo_matches_the_policy_table(capsys: pytest.CaptureFixture[str]) -> No
     assert "REJECTED (revoked)" in lines["revoked (keyCompromise)"]
     assert lines["no staple"].count("accepted") == 2
     assert lines["must-staple cert, no staple"].count("REJECTED") == 2
+    # Installed users have no docs/ directory: the demo points to the published page.
+    assert (
+        "The policy table: https://github.com/staplecheck/staplecheck/blob/main/docs/policies.md."
+        in out
+    )
 
 
 def test_demo_and_check_as_real_subprocesses(site: Site, tmp_path: Path) -> None:

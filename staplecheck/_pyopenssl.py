@@ -31,7 +31,7 @@ from ._log import VerdictLog
 from ._policy import Policy
 from ._result import StapleResult, StapleStatus
 from ._tlsfeature import has_must_staple
-from ._validate import SHARED_CACHE, StapleCache, validate_staple
+from ._validate import SHARED_CACHE, CertPair, StapleCache, judge_staple
 
 __all__ = [
     "ClientCert",
@@ -388,7 +388,12 @@ def _staple_verdict(
             reason="no verified chain to check the staple against (a resumed session "
             "carries no staple verdict)",
         )
-    leaf = state.leaf = chain[0].to_cryptography()
+    leaf_der = crypto.dump_certificate(crypto.FILETYPE_ASN1, chain[0])
+    certs = CertPair.from_der(
+        leaf_der,
+        crypto.dump_certificate(crypto.FILETYPE_ASN1, chain[1]) if len(chain) > 1 else leaf_der,
+    )
+    leaf = state.leaf = certs.leaf
     if der is None:
         return StapleResult(
             status=StapleStatus.INVALID,
@@ -405,17 +410,15 @@ def _staple_verdict(
             must_staple=has_must_staple(leaf),
         )
     policy = state.policy
-    above = _Converted(chain[1:])
-    return validate_staple(
+    return judge_staple(
         der,
-        leaf,
-        above[0] if above else leaf,
+        certs,
         now=info.clock(),
         clock_skew=policy.clock_skew,
         default_lifetime=policy.default_lifetime,
         max_age=policy.max_age,
         allow_sha1=policy.allow_sha1,
-        chain=above,
+        chain=_Converted(chain[1:]),
         cache=info.cache,
     )
 

@@ -38,7 +38,9 @@ __all__ = [
     "DEFAULT_LIFETIME",
     "DEFAULT_MAX_AGE",
     "SHARED_CACHE",
+    "CertPair",
     "StapleCache",
+    "judge_staple",
     "validate_staple",
 ]
 
@@ -190,8 +192,33 @@ def validate_staple(
         raise TypeError("now must be a datetime.datetime")
     elif now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    der = bytes(der)
-    certs = _Certs(leaf, leaf.public_bytes(_DER), issuer, issuer.public_bytes(_DER))
+    return judge_staple(
+        bytes(der),
+        CertPair.of(leaf, issuer),
+        now=now,
+        clock_skew=clock_skew,
+        default_lifetime=default_lifetime,
+        max_age=max_age,
+        allow_sha1=allow_sha1,
+        chain=chain,
+        cache=cache,
+    )
+
+
+def judge_staple(
+    der: bytes,
+    certs: CertPair,
+    *,
+    now: datetime.datetime,
+    clock_skew: datetime.timedelta,
+    default_lifetime: datetime.timedelta,
+    max_age: datetime.timedelta,
+    allow_sha1: bool,
+    chain: Sequence[x509.Certificate],
+    cache: StapleCache | None,
+) -> StapleResult:
+    """:func:`validate_staple` with its arguments checked and the certificates' DER at
+    hand (the TLS glue has it from OpenSSL without cryptography's re-encoding)."""
     if not der:
         leaf_facts = _leaf_facts(certs, cache)
         return StapleResult(
@@ -223,13 +250,24 @@ def validate_staple(
     return _judge_time(outcome, now, clock_skew, default_lifetime, max_age)
 
 
-class _Certs(NamedTuple):
+class CertPair(NamedTuple):
     """The leaf and issuer, each with its complete DER (the key of all memos)."""
 
     leaf: x509.Certificate
     leaf_der: bytes
     issuer: x509.Certificate
     issuer_der: bytes
+
+    @classmethod
+    def of(cls, leaf: x509.Certificate, issuer: x509.Certificate) -> CertPair:
+        return cls(leaf, leaf.public_bytes(_DER), issuer, issuer.public_bytes(_DER))
+
+    @classmethod
+    def from_der(cls, leaf_der: bytes, issuer_der: bytes) -> CertPair:
+        """Both certificates loaded from their DER (cryptography re-encodes on every
+        ``public_bytes``, so the DER is kept as given)."""
+        load = x509.load_der_x509_certificate
+        return cls(load(leaf_der), leaf_der, load(issuer_der), issuer_der)
 
 
 def _digest(*parts: bytes) -> bytes:
@@ -241,18 +279,18 @@ def _digest(*parts: bytes) -> bytes:
     return digest.digest()
 
 
-def _leaf_facts(certs: _Certs, cache: StapleCache | None) -> LeafFacts:
+def _leaf_facts(certs: CertPair, cache: StapleCache | None) -> LeafFacts:
     return _memo(cache, ("leaf", certs.leaf_der), lambda: LeafFacts.of(certs.leaf))
 
 
-def _issuer_facts(certs: _Certs, cache: StapleCache | None) -> IssuerFacts:
+def _issuer_facts(certs: CertPair, cache: StapleCache | None) -> IssuerFacts:
     return _memo(cache, ("issuer", certs.issuer_der), lambda: IssuerFacts.of(certs.issuer))
 
 
 # --- the time-independent rules --------------------------------------------------------
 
 
-def _examine(der: bytes, certs: _Certs, cache: StapleCache | None) -> _Outcome:
+def _examine(der: bytes, certs: CertPair, cache: StapleCache | None) -> _Outcome:
     try:
         leaf_facts = _leaf_facts(certs, cache)
     except Exception as error:  # noqa: BLE001 - a certificate cryptography cannot read
@@ -319,8 +357,8 @@ def _parse(der: bytes) -> ocsp.OCSPResponse:
     """RFC 6960 §4.2.1: an OCSPResponse in DER."""
     try:
         return ocsp.load_der_ocsp_response(der)
-    except Exception as error:  # noqa: BLE001 - the parser's errors vary by input
-        raise _RuleFailedError(f"not a DER OCSP response (RFC 6960 §4.2.1): {error}") from None
+    except Exception:  # noqa: BLE001 - the parser's errors vary by input, and are Rust debug text
+        raise _RuleFailedError("not a DER OCSP response (RFC 6960 §4.2.1)") from None
 
 
 def _check_response_status(response: ocsp.OCSPResponse) -> None:
@@ -354,7 +392,7 @@ class _Signer(NamedTuple):
 def _identify_signers(
     response: ocsp.OCSPResponse,
     shape: ResponseShape,
-    certs: _Certs,
+    certs: CertPair,
     issuer_facts: IssuerFacts,
     cache: StapleCache | None,
 ) -> list[_Signer]:
@@ -433,7 +471,7 @@ def _is_responder(candidate: bytes, shape: ResponseShape, names: _ResponderName)
     return names.equals(subject_der, lambda: x509.load_der_x509_certificate(candidate).subject)
 
 
-def _delegate_signer(candidate: bytes, certs: _Certs) -> _Signer | str:
+def _delegate_signer(candidate: bytes, certs: CertPair) -> _Signer | str:
     """The delegate as a signer, or why it may not sign (a message, to be memoized)."""
     try:
         delegate = x509.load_der_x509_certificate(candidate)
@@ -451,7 +489,7 @@ def _delegate_signer(candidate: bytes, certs: _Certs) -> _Signer | str:
         return f"an embedded responder certificate is malformed ({error}; RFC 6960 §4.2.2.2)"
 
 
-def _check_delegate(delegate: x509.Certificate, delegate_der: bytes, certs: _Certs) -> None:
+def _check_delegate(delegate: x509.Certificate, delegate_der: bytes, certs: CertPair) -> None:
     """RFC 6960 §4.2.2.2: id-kp-OCSPSigning, issued directly by the issuer."""
     who = f"delegated responder {name_of(delegate.subject)}"
     if (

@@ -8,6 +8,7 @@ import ssl
 import urllib.parse
 from typing import Any
 
+from ._alabel import a_label
 from ._policy import Mode, Policy
 from ._pyopenssl import StapleConnection, TLSConfig, create_context, drive_handshake
 from ._result import StapleResult
@@ -48,7 +49,8 @@ class CheckReport:
 
 
 def parse_https_url(url: str) -> tuple[str, int]:
-    """Host and port of an ``https://`` URL; ``ValueError`` otherwise."""
+    """Host (an IDNA A-label, as urllib3 would connect to it) and port of an
+    ``https://`` URL; ``ValueError`` otherwise."""
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme.lower() != "https":
         raise ValueError(f"not an https:// URL: {url!r}")
@@ -58,7 +60,7 @@ def parse_https_url(url: str) -> tuple[str, int]:
         raise ValueError(f"bad port in {url!r}") from None
     if not parsed.hostname:
         raise ValueError(f"no host in {url!r}")
-    return parsed.hostname, port
+    return a_label(parsed.hostname), port
 
 
 def check_url(

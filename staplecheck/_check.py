@@ -81,8 +81,8 @@ def check_url(
     config = TLSConfig(cafiles=(cafile,) if cafile else ())
     try:
         context = create_context(observe, config=config, cache=StapleCache(maxsize=4))
-    except Exception as error:  # noqa: BLE001 - bad CA files surface here
-        raise CheckError(f"cannot load CA file {cafile}: {error}") from None
+    except ssl.SSLError as error:  # a CA file OpenSSL cannot load; the text names it
+        raise CheckError(_describe(error)) from None
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as error:

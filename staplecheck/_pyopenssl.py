@@ -127,7 +127,9 @@ def create_context(
     context = SSL.Context(SSL.TLS_CLIENT_METHOD)
     context.set_min_proto_version(_openssl_version(config.minimum_version))
     context.set_max_proto_version(_openssl_version(config.maximum_version))
-    context.set_options(SSL.OP_NO_COMPRESSION)
+    # The host name and the staple are checked once, after the first handshake: a TLS
+    # 1.2 renegotiation could present another certificate unchecked, so refuse it.
+    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
     if config.ciphers:
         context.set_cipher_list(config.ciphers.encode())
     _load_trust(context, config)

@@ -790,7 +790,7 @@ def test_rejection_warns_every_time(
     fetch_new_connections(new_session(log=VerdictLog()), server, 5, verify=live.ca_file)
     warnings = staplecheck_records(debug_log, logging.WARNING)
     assert len(warnings) == 5
-    assert all(w.startswith("localhost: connection refused, staple revoked") for w in warnings)
+    assert all(w.startswith("localhost: refused by policy, staple revoked") for w in warnings)
 
 
 def test_acceptance_warning_returns_after_the_interval(

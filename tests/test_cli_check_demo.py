@@ -162,6 +162,9 @@ def test_check_garbage_server_exits_3(capsys: pytest.CaptureFixture[str]) -> Non
         listener.close()
     assert code == 3
     assert "Traceback" not in err
+    assert "the server did not answer with TLS (is it plain HTTP?)" in err
+    assert "Error(" not in err
+    assert err.count("\n") == 1
 
 
 def test_demo_matches_the_policy_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,6 +40,7 @@ from staplecheck import (
     find_staple_error,
     pool_manager,
     proxy_manager,
+    staple_of,
 )
 from staplecheck._hostpolicy import HostPolicyLike
 from staplecheck._log import VerdictLog
@@ -937,6 +938,24 @@ def test_plain_pool_manager_with_a_staple_context(
     with pytest.raises(urllib3.exceptions.SSLError) as caught:
         manager.request("GET", revoked.url, retries=False)
     assert_staple_rejected(caught.value, StapleStatus.REVOKED, live.twin)
+
+
+def test_staple_of_reads_every_carrier(
+    live: Live, serve: Serve, new_session: NewSession, managers: Register
+) -> None:
+    """``staple_of`` is the typed accessor: requests and urllib3 responses, sockets."""
+    server = serve(live.leaf)
+    response = new_session().get(server.url, verify=live.ca_file)
+    staple = staple_of(response)
+    assert staple is not None
+    assert staple.status is StapleStatus.GOOD
+    assert staple_of(response.raw) is staple
+    del response.staple  # type: ignore[attr-defined]  # the urllib3 response still has it
+    assert staple_of(response) is staple
+    assert staple_of(new_session("off").get(server.url, verify=live.ca_file)) is None
+    manager = managers(pool_manager(ca_certs=live.ca_file))
+    assert staple_of(manager.request("GET", server.url)) == staple
+    assert staple_of(None) is None
 
 
 # --- 10. host names -----------------------------------------------------------------------

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import ssl
 import urllib.parse
 from typing import Any
 
+from OpenSSL import SSL
+
+from ._alabel import a_label
 from ._policy import Mode, Policy
 from ._pyopenssl import StapleConnection, TLSConfig, create_context, drive_handshake
 from ._result import StapleResult
@@ -48,7 +52,8 @@ class CheckReport:
 
 
 def parse_https_url(url: str) -> tuple[str, int]:
-    """Host and port of an ``https://`` URL; ``ValueError`` otherwise."""
+    """Host (an IDNA A-label, as urllib3 would connect to it) and port of an
+    ``https://`` URL; ``ValueError`` otherwise."""
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme.lower() != "https":
         raise ValueError(f"not an https:// URL: {url!r}")
@@ -58,7 +63,7 @@ def parse_https_url(url: str) -> tuple[str, int]:
         raise ValueError(f"bad port in {url!r}") from None
     if not parsed.hostname:
         raise ValueError(f"no host in {url!r}")
-    return parsed.hostname, port
+    return a_label(parsed.hostname), port
 
 
 def check_url(
@@ -79,8 +84,8 @@ def check_url(
     config = TLSConfig(cafiles=(cafile,) if cafile else ())
     try:
         context = create_context(observe, config=config, cache=StapleCache(maxsize=4))
-    except Exception as error:  # noqa: BLE001 - bad CA files surface here
-        raise CheckError(f"cannot load CA file {cafile}: {error}") from None
+    except ssl.SSLError as error:  # a CA file OpenSSL cannot load; the text names it
+        raise CheckError(_describe(error)) from None
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as error:
@@ -113,6 +118,30 @@ def check_url(
 def _describe(error: BaseException) -> str:
     if isinstance(error, TimeoutError | socket.timeout):
         return "timed out"
+    verification = isinstance(error, ssl.SSLCertVerificationError)
+    if not verification and isinstance(error.__cause__, SSL.Error):
+        return _handshake_words(error.__cause__)  # instead of OpenSSL's error tuple
     if isinstance(error, ssl.SSLError) and len(error.args) > 1 and isinstance(error.args[1], str):
         return error.args[1]
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+# OpenSSL's reasons when the first bytes back are not a TLS record: a plain HTTP (or
+# other cleartext) server answered the ClientHello.
+_NOT_TLS = ("wrong version number", "packet length too long", "record layer failure")
+
+
+def _handshake_words(error: SSL.Error) -> str:
+    """What a failed handshake means, in words rather than OpenSSL's error tuple."""
+    if isinstance(error, SSL.SysCallError):
+        code = error.args[0] if error.args else None
+        if code == -1:
+            return "the server closed the connection during the TLS handshake"
+        return f"the connection failed during the TLS handshake: {os.strerror(code or 0)}"
+    queue = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    reasons = [str(item[-1]) for item in queue if isinstance(item, tuple) and item]
+    if any(reason in _NOT_TLS for reason in reasons):
+        return "the server did not answer with TLS (is it plain HTTP?)"
+    if reasons:
+        return "TLS handshake failed: " + "; ".join(dict.fromkeys(r for r in reasons if r))
+    return "TLS handshake failed"

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from cryptography import x509
 
-from . import __version__
+from . import __version__, _der
 from ._check import CheckError, check_url, parse_https_url
 from ._issued import NotIssuedError, check_issued_by
 from ._policy import Mode, Policy
@@ -166,6 +166,9 @@ def _run_verify(args: argparse.Namespace) -> int:
     except NotIssuedError as error:
         raise UsageError(f"{args.issuer} is not the issuer of {args.cert}: {error}") from None
     staple = _read_staple(args.staple)
+    note = _not_an_ocsp_response(args.staple, staple)
+    if note:
+        print(f"staplecheck: {note}", file=sys.stderr)
     result = validate_staple(
         staple,
         leaf,
@@ -295,6 +298,28 @@ def _read_staple(path: str) -> bytes:
         except ValueError:
             return data
     return data
+
+
+def _not_an_ocsp_response(path: str, staple: bytes) -> str | None:
+    """A one-line note when STAPLE is not even shaped like an OCSPResponse (a SEQUENCE
+    that starts with the ENUMERATED responseStatus, RFC 6960 §4.2.1), so the user
+    learns that the file is wrong rather than the staple; ``None`` otherwise."""
+    if not staple:
+        return None  # an empty file stands for "no staple": judged missing
+    try:
+        envelope = _der.read_tlv(staple)
+        fields = _der.children(_der.expect(envelope, _der.SEQUENCE))
+        if envelope.end == len(staple) and fields and fields[0].tag == _der.ENUMERATED:
+            return None
+    except _der.DERError:
+        pass
+    label = _PEM_LABEL.search(_read_file(path, "staple"))
+    if label and label.group(1) != b"OCSP RESPONSE":
+        return f"{path} is not an OCSP response: it holds a PEM {label.group(1).decode()}"
+    return f"{path} is not a DER (or PEM) OCSP response"
+
+
+_PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 
 
 def _parse_timeout(text: str) -> float:

@@ -6,6 +6,10 @@ this is remembered, keyed by the certificate's complete DER: two certificates ca
 signature bytes (OpenSSL never checks a trust anchor's own signature, and ECDSA key
 recovery lets a sub-CA mint a certificate carrying another's signature), but never their
 DER. :func:`peercert_dict` on any other certificate remembers nothing.
+
+A certificate whose extensions cryptography cannot parse (OpenSSL is more lenient, so
+such a leaf can verify) has names that cannot be read: that is an
+``ssl.SSLCertVerificationError``, never a match and never a raw parser exception.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ def _describe(cert: x509.Certificate) -> dict[str, Any]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         san = None
+    except Exception as error:  # noqa: BLE001 - ValueError, KeyError or cryptography's own
+        raise _unreadable_names(error) from None
     if san is not None:
         names += [("DNS", n) for n in san.get_values_for_type(x509.DNSName)]
         names += [("IP Address", str(ip)) for ip in san.get_values_for_type(x509.IPAddress)]
@@ -70,6 +76,18 @@ def check_hostname(cert: x509.Certificate, host: str) -> None:
         failure.verify_code = 62  # X509_V_ERR_HOSTNAME_MISMATCH, as the stdlib reports it
         failure.verify_message = "Hostname mismatch"
         raise failure from None
+
+
+def _unreadable_names(error: Exception) -> ssl.SSLCertVerificationError:
+    # Fail closed: a name that cannot be read never matches.
+    failure = ssl.SSLCertVerificationError(
+        1,
+        "certificate verify failed: the certificate's host names cannot be read: its "
+        f"subjectAltName or another extension is malformed ({type(error).__name__}: {error})",
+    )
+    failure.verify_code = 41  # X509_V_ERR_INVALID_EXTENSION
+    failure.verify_message = "certificate names unreadable"
+    return failure
 
 
 def is_ip(host: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ._alabel import a_label
 from ._policy import Policy, PolicyLike, as_policy
 
 __all__ = ["HostPolicies", "HostPolicyLike", "as_host_policies"]
@@ -14,7 +15,10 @@ class HostPolicies:
 
     ``*.corp.example`` matches any name below ``corp.example`` at any depth, but not
     ``corp.example`` itself. An exact name wins over a pattern; among patterns the
-    longest (most specific) wins. Matching ignores case and a trailing dot::
+    longest (most specific) wins. Names are compared as urllib3 connects to them: IDNA
+    A-labels, case-folded, without a trailing dot; so ``bücher.example`` and
+    ``xn--bcher-kva.example`` are the same override. A pattern that cannot be encoded
+    is a ``ValueError`` here, not a rule that silently never matches::
 
         HostPolicies("soft-fail", {"*.corp.example": "must-staple"})
     """
@@ -26,7 +30,7 @@ class HostPolicies:
         self._exact: dict[str, Policy] = {}
         self._suffixes: list[tuple[str, Policy]] = []
         for pattern, policy in (overrides or {}).items():
-            name = _normalize(pattern)
+            name = _normalize_pattern(pattern)
             if name.startswith("*."):
                 if len(name) < 3 or "*" in name[2:]:
                     raise ValueError(f"bad host pattern {pattern!r}")
@@ -38,10 +42,13 @@ class HostPolicies:
         self._suffixes.sort(key=lambda item: len(item[0]), reverse=True)
 
     def policy_for(self, host: str | None) -> Policy:
-        """The policy for connections to ``host`` (the default when ``host`` is None)."""
+        """The policy for connections to ``host`` (the default when ``host`` is None).
+
+        ``ValueError`` for a non-ASCII ``host`` that cannot be IDNA-encoded.
+        """
         if not host:
             return self.default
-        name = _normalize(host)
+        name = a_label(host)
         exact = self._exact.get(name)
         if exact is not None:
             return exact
@@ -72,5 +79,11 @@ def as_host_policies(policy: HostPolicyLike) -> HostPolicies:
     return HostPolicies(policy)
 
 
-def _normalize(host: str) -> str:
-    return host.strip("[]").rstrip(".").lower()
+def _normalize_pattern(pattern: str) -> str:
+    # The wildcard label is not IDNA: encode only the domain behind it.
+    wildcard = pattern.startswith("*.")
+    try:
+        name = a_label(pattern[2:] if wildcard else pattern)
+    except ValueError as error:
+        raise ValueError(f"bad host pattern {pattern!r}: {error}") from None
+    return "*." + name if wildcard else name

@@ -53,7 +53,7 @@ class VerdictLog:
         )
         if not accepted:
             logger.warning(
-                "%s: connection refused, staple %s: %s", where, result.status.value, result.reason
+                "%s: refused by policy, staple %s: %s", where, result.status.value, result.reason
             )
         elif result.status in _NOTEWORTHY and self._first_in_interval(where, result.status):
             logger.warning(

@@ -11,11 +11,12 @@ keeps such exceptions per context, shared by every thread using it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import socket
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 import certifi
@@ -127,7 +128,9 @@ def create_context(
     context = SSL.Context(SSL.TLS_CLIENT_METHOD)
     context.set_min_proto_version(_openssl_version(config.minimum_version))
     context.set_max_proto_version(_openssl_version(config.maximum_version))
-    context.set_options(SSL.OP_NO_COMPRESSION)
+    # The host name and the staple are checked once, after the first handshake: a TLS
+    # 1.2 renegotiation could present another certificate unchecked, so refuse it.
+    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
     if config.ciphers:
         context.set_cipher_list(config.ciphers.encode())
     _load_trust(context, config)
@@ -150,18 +153,25 @@ _DEFAULT_LOG = VerdictLog()
 
 
 def _load_trust(context: SSL.Context, config: TLSConfig) -> None:
+    # Bad trust or key material is the caller's mistake, found at the first connection:
+    # ssl.SSLError naming the file (as the stdlib raises), which urllib3 and requests
+    # turn into their own SSLError, never a bare OpenSSL.SSL.Error or ValueError.
     if not (config.cafiles or config.capaths or config.cadata):
-        context.load_verify_locations(certifi.where())
+        with _naming("cannot load certifi's CA bundle", certifi.where()):
+            context.load_verify_locations(certifi.where())
         return
     for cafile in config.cafiles:
-        context.load_verify_locations(cafile)
+        with _naming("cannot load CA file", cafile, "it holds no PEM certificate"):
+            context.load_verify_locations(cafile)
     for capath in config.capaths:
-        context.load_verify_locations(None, capath)
+        with _naming("cannot use CA directory", capath):
+            context.load_verify_locations(None, capath)
     store = context.get_cert_store()
     assert store is not None
     for data in config.cadata:
-        for cert in _pem_or_der_certificates(data):
-            store.add_cert(crypto.X509.from_cryptography(cert))
+        with _naming("cannot load cadata", "", "it holds no PEM or DER certificate"):
+            for cert in _pem_or_der_certificates(data):
+                store.add_cert(crypto.X509.from_cryptography(cert))
 
 
 def _pem_or_der_certificates(data: bytes) -> list[x509.Certificate]:
@@ -174,9 +184,35 @@ def _load_client_cert(context: SSL.Context, client: ClientCert) -> None:
     if client.password is not None:
         password = client.password
         context.set_passwd_cb(lambda *_: password)
-    context.use_certificate_chain_file(client.certfile)
-    context.use_privatekey_file(client.keyfile or client.certfile)
-    context.check_privatekey()
+    with _naming(
+        "cannot load client certificate file", client.certfile, "it holds no PEM certificate"
+    ):
+        context.use_certificate_chain_file(client.certfile)
+    keyfile = client.keyfile or client.certfile
+    meaning = f"it holds no private key for {client.certfile}, or its password is wrong"
+    with _naming("cannot load client key file", keyfile, meaning):
+        context.use_privatekey_file(keyfile)
+        context.check_privatekey()
+
+
+@contextlib.contextmanager
+def _naming(what: str, path: str, meaning: str = "") -> Iterator[None]:
+    """Turn OpenSSL's (or cryptography's) error while loading ``path`` into an
+    ``ssl.SSLError`` that says what failed, for which file, and OpenSSL's own words."""
+    try:
+        yield
+    except (SSL.Error, ValueError) as error:
+        # cryptography's parse errors are Rust debug text: the meaning says it better.
+        detail = _openssl_reasons(error) if isinstance(error, SSL.Error) else ""
+        text = ": ".join(part for part in (f"{what} {path}".rstrip(), meaning) if part)
+        raise ssl.SSLError(1, f"{text} ({detail})" if detail else text) from error
+
+
+def _openssl_reasons(error: SSL.Error) -> str:
+    """OpenSSL's reason strings from an ``SSL.Error`` (a list of (lib, func, reason))."""
+    queue = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    reasons = [str(item[-1]) for item in queue if isinstance(item, tuple) and item]
+    return "; ".join(dict.fromkeys(r for r in reasons if r)) or str(error)
 
 
 # --- one connection ----------------------------------------------------------------------

@@ -65,7 +65,8 @@ class StapleResult:
         return self.status is StapleStatus.GOOD
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready mapping: times as ISO 8601 UTC strings, the status as text."""
+        """A JSON-ready mapping: times as ISO 8601 UTC strings, the status as text, the
+        serial number as a ``0x``-prefixed lowercase hex string."""
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -73,6 +74,10 @@ class StapleResult:
                 value = value.value
             elif isinstance(value, datetime.datetime):
                 value = _iso(value)
+            elif field.name == "serial_number" and value is not None:
+                # Serials run to 160 bits; a JSON number loses precision beyond 2**53
+                # in JavaScript (and many other readers), a string does not.
+                value = f"{value:#x}"
             out[field.name] = value
         return out
 

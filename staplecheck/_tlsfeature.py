@@ -27,7 +27,7 @@ def has_must_staple(cert: x509.Certificate) -> bool:
         feature = cert.extensions.get_extension_for_class(x509.TLSFeature)
     except x509.ExtensionNotFound:
         return False
-    except ValueError:
+    except Exception:  # noqa: BLE001 - cryptography raises ValueError, KeyError or its own
         return _TLS_FEATURE in _extension_oids(cert)
     return x509.TLSFeatureType.status_request in feature.value
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from OpenSSL import SSL
 from urllib3 import PoolManager, ProxyManager
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPSConnectionPool
 from urllib3.response import BaseHTTPResponse
 
 from ._hostpolicy import HostPolicyLike
+from ._pyopenssl import get_staple_result
 from ._result import StapleResult
-from ._sslcontext import StapleSSLContext
+from ._sslcontext import StapleSocket, StapleSSLContext
+
+if TYPE_CHECKING:
+    # Only for the signature: staplecheck works without requests installed.
+    import requests
 
 __all__ = [
     "StapleHTTPSConnection",
@@ -34,7 +40,7 @@ class StapleHTTPSConnection(HTTPSConnection):
     def getresponse(self) -> Any:  # urllib3's own signature returns HTTPResponse
         # Read the verdict first: http.client drops ``self.sock`` inside getresponse()
         # when the server closes the connection after this response.
-        staple = staple_of(self.sock)
+        staple = getattr(self.sock, "staple", None)
         response = super().getresponse()
         response.staple = staple  # type: ignore[attr-defined]
         return response
@@ -53,11 +59,24 @@ def use_staple_pools(manager: PoolManager) -> PoolManager:
     return manager
 
 
-def staple_of(obj: Any) -> StapleResult | None:
-    """The staple verdict of a urllib3 response or socket (``None`` if there is none)."""
-    if isinstance(obj, BaseHTTPResponse):
-        return getattr(obj, "staple", None)
+def staple_of(
+    obj: requests.Response | BaseHTTPResponse | StapleSocket | SSL.Connection | None,
+) -> StapleResult | None:
+    """The staple verdict behind a requests or urllib3 response, a :class:`StapleSocket`
+    or a pyOpenSSL connection; ``None`` when there is none (policy ``off``, or not
+    made by staplecheck).
+
+    The typed way to read a verdict: ``response.staple`` works too, but type checkers
+    do not know requests' and urllib3's responses carry it.
+    """
+    if isinstance(obj, SSL.Connection):
+        return get_staple_result(obj)
     staple = getattr(obj, "staple", None)
+    if staple is None and not isinstance(obj, BaseHTTPResponse):
+        # A requests.Response: its urllib3 response carries the verdict too.
+        raw = getattr(obj, "raw", None)
+        if isinstance(raw, BaseHTTPResponse):
+            staple = getattr(raw, "staple", None)
     return staple if isinstance(staple, StapleResult) else None
 
 

@@ -40,6 +40,7 @@ from staplecheck import (
     find_staple_error,
     pool_manager,
     proxy_manager,
+    staple_of,
 )
 from staplecheck._hostpolicy import HostPolicyLike
 from staplecheck._log import VerdictLog
@@ -194,9 +195,14 @@ def assert_staple_rejected(
 
 
 class ConnectProxy:
-    """A threaded HTTP proxy on 127.0.0.1 that only tunnels (CONNECT) and counts tunnels."""
+    """A threaded HTTP proxy on 127.0.0.1 that only tunnels (CONNECT) and counts tunnels.
 
-    def __init__(self) -> None:
+    ``resolve`` maps host names to addresses, so a test can reach names that no
+    resolver knows (the proxy, not the client, looks names up).
+    """
+
+    def __init__(self, resolve: dict[str, str] | None = None) -> None:
+        self.resolve = resolve or {}
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self.tunnels: list[str] = []
@@ -250,7 +256,8 @@ class ConnectProxy:
                 client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
                 return
             host, _, port = target.rpartition(":")
-            upstream = self._track(socket.create_connection((host, int(port))))
+            address = self.resolve.get(host, host)
+            upstream = self._track(socket.create_connection((address, int(port))))
             with self._lock:
                 self.tunnels.append(target)
             client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -627,10 +634,84 @@ def test_host_policies_matching_rules() -> None:
     assert HostPolicies("off", {"a.example": "soft-fail"}).any_requests_staple
 
 
-@pytest.mark.parametrize("pattern", ["*", "*.", "", ".", "a.*.example", "*.*.example", "a*.b"])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "*",
+        "*.",
+        "",
+        ".",
+        "a.*.example",
+        "*.*.example",
+        "a*.b",
+        "bü\u200dcher.test",
+        "*.\u00adx.bücher",
+    ],
+)
 def test_host_policies_refuse_bad_patterns(pattern: str) -> None:
     with pytest.raises(ValueError, match="bad host pattern"):
         HostPolicies("soft-fail", {pattern: "must-staple"})
+
+
+IDN = "bücher.test"
+IDN_A = "xn--bcher-kva.test"
+
+
+@pytest.mark.parametrize("override", [IDN, IDN_A, "BÜCHER.test.", "XN--BCHER-KVA.TEST"])
+@pytest.mark.parametrize("host", [IDN, IDN_A, "Bücher.Test.", "XN--BCHER-KVA.test"])
+def test_host_policies_compare_idna_a_labels(override: str, host: str) -> None:
+    must = as_policy("must-staple")
+    exact = HostPolicies("soft-fail", {override: "must-staple"})
+    assert exact.policy_for(host) == must
+    pattern = HostPolicies("soft-fail", {"*." + override: "must-staple"})
+    assert pattern.policy_for("shop." + host) == must
+    assert pattern.policy_for("shop.bucher.test") == as_policy("soft-fail")
+    assert pattern.policy_for(host) == as_policy("soft-fail")  # not the domain itself
+    # IDNA 2008, as urllib3 encodes with the idna package; never the stdlib's IDNA 2003
+    # (which would turn ß into ss).
+    strasse = HostPolicies("soft-fail", {"straße.test": "off"})
+    assert strasse.policy_for("xn--strae-oqa.test") == as_policy("off")
+    assert strasse.policy_for("strasse.test") == as_policy("soft-fail")
+
+
+def test_host_policies_name_what_urllib3_connects_to() -> None:
+    from urllib3.util import parse_url
+
+    policies = HostPolicies("soft-fail", {IDN: "must-staple", "*.bücher.test": "off"})
+    host = parse_url(f"https://{IDN}/").host
+    assert host == IDN_A
+    assert policies.policy_for(host) == as_policy("must-staple")
+    assert policies.policy_for(parse_url("https://Shop.BÜCHER.test/").host) == as_policy("off")
+    with pytest.raises(ValueError, match="IDNA"):
+        policies.policy_for("a\u00adb.bücher.test")
+
+
+def test_international_override_applies_to_a_requests_connection(
+    live: Live, serve: Serve, new_session: NewSession, tls: str
+) -> None:
+    """requests sends the A-label; an override written with the U-label must apply."""
+    identity = live.intermediate.issue_cert(IDN_A, "shop." + IDN_A)
+    server = serve(identity, None, tls_version=tls)  # staples nothing
+    hosts = {IDN_A: "127.0.0.1", "shop." + IDN_A: "127.0.0.1"}
+    policies = HostPolicies("soft-fail", {IDN: "must-staple", "*.bücher.test": "must-staple"})
+    with ConnectProxy(resolve=hosts) as proxy:
+        session = new_session(policies)
+        for host in (IDN, "shop." + IDN):
+            with pytest.raises(requests.exceptions.SSLError) as caught:
+                session.get(at(server, host), proxies={"https": proxy.url}, verify=live.ca_file)
+            assert_staple_rejected(caught.value, StapleStatus.MISSING, identity, host=host_a(host))
+        # Without the override the same server is accepted: the name made the difference.
+        response = new_session("soft-fail").get(
+            at(server, IDN), proxies={"https": proxy.url}, verify=live.ca_file
+        )
+        assert response.staple.status is StapleStatus.MISSING
+        port = server.port
+        assert proxy.tunnels == [f"{IDN_A}:{port}", f"shop.{IDN_A}:{port}", f"{IDN_A}:{port}"]
+    assert server.requests == 1
+
+
+def host_a(host: str) -> str:
+    return host.replace(IDN, IDN_A)
 
 
 # --- 7. logging -----------------------------------------------------------------------------
@@ -710,7 +791,7 @@ def test_rejection_warns_every_time(
     fetch_new_connections(new_session(log=VerdictLog()), server, 5, verify=live.ca_file)
     warnings = staplecheck_records(debug_log, logging.WARNING)
     assert len(warnings) == 5
-    assert all(w.startswith("localhost: connection refused, staple revoked") for w in warnings)
+    assert all(w.startswith("localhost: refused by policy, staple revoked") for w in warnings)
 
 
 def test_acceptance_warning_returns_after_the_interval(
@@ -857,6 +938,24 @@ def test_plain_pool_manager_with_a_staple_context(
     with pytest.raises(urllib3.exceptions.SSLError) as caught:
         manager.request("GET", revoked.url, retries=False)
     assert_staple_rejected(caught.value, StapleStatus.REVOKED, live.twin)
+
+
+def test_staple_of_reads_every_carrier(
+    live: Live, serve: Serve, new_session: NewSession, managers: Register
+) -> None:
+    """``staple_of`` is the typed accessor: requests and urllib3 responses, sockets."""
+    server = serve(live.leaf)
+    response = new_session().get(server.url, verify=live.ca_file)
+    staple = staple_of(response)
+    assert staple is not None
+    assert staple.status is StapleStatus.GOOD
+    assert staple_of(response.raw) is staple
+    del response.staple  # type: ignore[attr-defined]  # the urllib3 response still has it
+    assert staple_of(response) is staple
+    assert staple_of(new_session("off").get(server.url, verify=live.ca_file)) is None
+    manager = managers(pool_manager(ca_certs=live.ca_file))
+    assert staple_of(manager.request("GET", server.url)) == staple
+    assert staple_of(None) is None
 
 
 # --- 10. host names -----------------------------------------------------------------------

@@ -129,6 +129,14 @@ def test_check_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixtur
     assert out == ""
 
 
+def test_check_connects_to_the_a_label_of_an_international_name() -> None:
+    from staplecheck._check import parse_https_url
+
+    assert parse_https_url("https://Bücher.test:8443/x") == ("xn--bcher-kva.test", 8443)
+    with pytest.raises(ValueError, match="IDNA"):
+        parse_https_url("https://a\u00adb.bücher.test/")
+
+
 def test_check_garbage_server_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
     """A server that answers the ClientHello with plain text: a clean error, exit 3."""
     import socket
@@ -154,6 +162,9 @@ def test_check_garbage_server_exits_3(capsys: pytest.CaptureFixture[str]) -> Non
         listener.close()
     assert code == 3
     assert "Traceback" not in err
+    assert "the server did not answer with TLS (is it plain HTTP?)" in err
+    assert "Error(" not in err
+    assert err.count("\n") == 1
 
 
 def test_demo_matches_the_policy_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -174,11 +174,35 @@ def test_other_verdicts_exit_one(
 def test_missing_or_garbage_staple_exits_one(
     capsys: pytest.CaptureFixture[str], files: Files, content: bytes, status: str
 ) -> None:
-    code, document = run_json(capsys, files.args(files.write("staple.bin", content)))
+    path = files.write("staple.bin", content)
+    code, out, err = run(capsys, [*files.args(path), "--json"])
+    document = json.loads(out)
     assert code == 1
     assert document["status"] == status
     assert document["reason"]
     assert document["this_update"] is None
+    # The file is wrong, not the staple: said in words, once, on stderr.
+    assert err == (
+        "" if status == "missing" else f"staplecheck: {path} is not a DER (or PEM) OCSP response\n"
+    )
+
+
+def test_certificate_given_as_the_staple(capsys: pytest.CaptureFixture[str], files: Files) -> None:
+    code, out, err = run(capsys, files.args(files.leaf))
+    assert code == 1
+    assert "status:            invalid" in out
+    assert err == f"staplecheck: {files.leaf} is not an OCSP response: it holds a PEM CERTIFICATE\n"
+
+
+@pytest.mark.parametrize("content", [b"hello, not OCSP", None], ids=["text", "certificate"])
+def test_unparsable_staple_reason_is_words(
+    capsys: pytest.CaptureFixture[str], files: Files, content: bytes | None
+) -> None:
+    path = files.write("staple.bin", content) if content is not None else files.leaf
+    _, out, _ = run(capsys, files.args(path))
+    assert "reason:            not a DER OCSP response (RFC 6960 §4.2.1)" in out
+    assert "ParseError" not in out
+    assert "{" not in out
 
 
 # --- JSON -----------------------------------------------------------------------------
@@ -199,7 +223,10 @@ def test_json_output_for_a_good_staple(
     assert document["revocation_time"] is None
     assert document["revocation_reason"] is None
     assert document["responder"] == "issuer CN=staplecheck test intermediate"
-    assert document["serial_number"] == pki.leaf.cert.serial_number
+    # A string, so 160-bit serials survive JSON readers that hold numbers as doubles.
+    assert pki.leaf.cert.serial_number > 2**53
+    assert document["serial_number"] == f"{pki.leaf.cert.serial_number:#x}"
+    assert int(document["serial_number"], 16) == pki.leaf.cert.serial_number
 
 
 def test_json_output_for_a_revoked_staple(capsys: pytest.CaptureFixture[str], files: Files) -> None:

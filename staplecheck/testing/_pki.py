@@ -366,7 +366,10 @@ class CA:
         )
 
     def _identity(
-        self, builder: x509.CertificateBuilder, key: PrivateKey, signature_hash: SignatureHash
+        self,
+        builder: x509.CertificateBuilder,
+        key: PrivateKey,
+        signature_hash: SignatureHash = "sha256",
     ) -> Identity:
         cert = builder.sign(self.private_key, _signing_hash(self.private_key))
         if signature_hash == "sha1":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 import ssl
 import urllib.parse
@@ -13,7 +12,13 @@ from OpenSSL import SSL
 
 from ._alabel import a_label
 from ._policy import Mode, Policy
-from ._pyopenssl import StapleConnection, TLSConfig, create_context, drive_handshake
+from ._pyopenssl import (
+    StapleConnection,
+    TLSConfig,
+    create_context,
+    drive_handshake,
+    handshake_words,
+)
 from ._result import StapleResult
 from ._tlsfeature import has_must_staple
 from ._validate import StapleCache
@@ -120,28 +125,7 @@ def _describe(error: BaseException) -> str:
         return "timed out"
     verification = isinstance(error, ssl.SSLCertVerificationError)
     if not verification and isinstance(error.__cause__, SSL.Error):
-        return _handshake_words(error.__cause__)  # instead of OpenSSL's error tuple
+        return handshake_words(error.__cause__)  # instead of OpenSSL's error tuple
     if isinstance(error, ssl.SSLError) and len(error.args) > 1 and isinstance(error.args[1], str):
         return error.args[1]
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
-
-
-# OpenSSL's reasons when the first bytes back are not a TLS record: a plain HTTP (or
-# other cleartext) server answered the ClientHello.
-_NOT_TLS = ("wrong version number", "packet length too long", "record layer failure")
-
-
-def _handshake_words(error: SSL.Error) -> str:
-    """What a failed handshake means, in words rather than OpenSSL's error tuple."""
-    if isinstance(error, SSL.SysCallError):
-        code = error.args[0] if error.args else None
-        if code == -1:
-            return "the server closed the connection during the TLS handshake"
-        return f"the connection failed during the TLS handshake: {os.strerror(code or 0)}"
-    queue = error.args[0] if error.args and isinstance(error.args[0], list) else []
-    reasons = [str(item[-1]) for item in queue if isinstance(item, tuple) and item]
-    if any(reason in _NOT_TLS for reason in reasons):
-        return "the server did not answer with TLS (is it plain HTTP?)"
-    if reasons:
-        return "TLS handshake failed: " + "; ".join(dict.fromkeys(r for r in reasons if r))
-    return "TLS handshake failed"

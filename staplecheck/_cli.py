@@ -21,9 +21,9 @@ from cryptography import x509
 
 from . import __version__, _der
 from ._check import CheckError, check_url, parse_https_url
-from ._issued import NotIssuedError, check_issued_by
 from ._policy import Mode, Policy
 from ._result import StapleResult, StapleStatus
+from ._signatures import NotIssuedError, check_issued_by
 from ._validate import DEFAULT_CLOCK_SKEW, DEFAULT_LIFETIME, DEFAULT_MAX_AGE, validate_staple
 
 __all__ = ["main"]

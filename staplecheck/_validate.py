@@ -29,9 +29,18 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from . import _der
 from ._cache import LRUCache
 from ._certfacts import CERT_ID_HASHES, IssuerFacts, LeafFacts, name_of
-from ._issued import NotIssuedError, check_issued_by, signed_with_sha1
 from ._result import StapleResult, StapleStatus
 from ._shape import MAX_RESPONSE_BYTES, ResponseShape, ShapeError, read_shape
+from ._signatures import (
+    ECDSA,
+    ED448,
+    ED25519,
+    RSA_PKCS1,
+    RSA_PSS,
+    NotIssuedError,
+    check_issued_by,
+    signed_with_sha1,
+)
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",
@@ -537,25 +546,8 @@ def _check_delegate_extensions(delegate: x509.Certificate, who: str) -> None:
             )
 
 
-# RFC 6960 §4.2.1 signs with an AlgorithmIdentifier; RFC 5280 §4.1.1.2, RFC 4055,
-# RFC 5758 and RFC 8410 name the ones below. Anything else fails closed.
-_RSA_PKCS1: dict[str, Callable[[], hashes.HashAlgorithm]] = {
-    "1.2.840.113549.1.1.5": hashes.SHA1,
-    "1.2.840.113549.1.1.14": hashes.SHA224,
-    "1.2.840.113549.1.1.11": hashes.SHA256,
-    "1.2.840.113549.1.1.12": hashes.SHA384,
-    "1.2.840.113549.1.1.13": hashes.SHA512,
-}
-_ECDSA: dict[str, Callable[[], hashes.HashAlgorithm]] = {
-    "1.2.840.10045.4.1": hashes.SHA1,
-    "1.2.840.10045.4.3.1": hashes.SHA224,
-    "1.2.840.10045.4.3.2": hashes.SHA256,
-    "1.2.840.10045.4.3.3": hashes.SHA384,
-    "1.2.840.10045.4.3.4": hashes.SHA512,
-}
-_RSA_PSS = "1.2.840.113549.1.1.10"
-_ED25519 = "1.3.101.112"
-_ED448 = "1.3.101.113"
+# RFC 6960 §4.2.1 signs with an AlgorithmIdentifier; the accepted ones are in
+# _signatures. Anything else fails closed.
 _CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 _HASH_OIDS: dict[str, Callable[[], hashes.HashAlgorithm]] = {
     "1.3.14.3.2.26": hashes.SHA1,
@@ -601,22 +593,22 @@ def _verify_with(
     signature = response.signature
     digest: hashes.HashAlgorithm | None = None
     try:
-        if oid in _RSA_PKCS1 and isinstance(key, rsa.RSAPublicKey):
-            digest = _RSA_PKCS1[oid]()
+        if oid in RSA_PKCS1 and isinstance(key, rsa.RSAPublicKey):
+            digest = RSA_PKCS1[oid]()
             key.verify(signature, data, padding.PKCS1v15(), digest)
-        elif oid == _RSA_PSS and isinstance(key, rsa.RSAPublicKey):
+        elif oid == RSA_PSS and isinstance(key, rsa.RSAPublicKey):
             pss, digest = _pss_parameters(shape.signature_algorithm)
             key.verify(signature, data, pss, digest)
-        elif oid in _ECDSA and isinstance(key, ec.EllipticCurvePublicKey):
+        elif oid in ECDSA and isinstance(key, ec.EllipticCurvePublicKey):
             if not isinstance(key.curve, _CURVES):
                 raise _RuleFailedError(
                     f"the {signer.description} key is on curve {key.curve.name}; "
                     "only P-256, P-384 and P-521 are accepted"
                 )
-            digest = _ECDSA[oid]()
+            digest = ECDSA[oid]()
             key.verify(signature, data, ec.ECDSA(digest))
-        elif (oid == _ED25519 and isinstance(key, ed25519.Ed25519PublicKey)) or (
-            oid == _ED448 and isinstance(key, ed448.Ed448PublicKey)
+        elif (oid == ED25519 and isinstance(key, ed25519.Ed25519PublicKey)) or (
+            oid == ED448 and isinstance(key, ed448.Ed448PublicKey)
         ):
             key.verify(signature, data)
         else:

@@ -27,7 +27,7 @@ from staplecheck import _der
 from staplecheck.testing import CA, Identity, generate_key
 from staplecheck.testing import _asn1 as asn1
 
-__all__ = ["recovered_key", "self_signed_copy", "with_recovered_issuer"]
+__all__ = ["recovered_key", "self_signed_copy", "with_recovered_issuer", "with_signature_of"]
 
 # NIST P-256 (SEC 2 §2.4.2)
 _P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
@@ -93,7 +93,7 @@ def _parts(cert: x509.Certificate) -> list[_der.TLV]:
     return _der.children(_der.expect(_der.read_tlv(der), _der.SEQUENCE))
 
 
-def _assemble(tbs: x509.Certificate, donor: x509.Certificate) -> x509.Certificate:
+def with_signature_of(tbs: x509.Certificate, donor: x509.Certificate) -> x509.Certificate:
     """``tbs``'s TBSCertificate and algorithm with ``donor``'s signature value."""
     body, algorithm, _ = _parts(tbs)
     signature = _parts(donor)[2]
@@ -125,7 +125,7 @@ def self_signed_copy(names: list[str], donor: x509.Certificate) -> Identity:
         )
         .sign(key, hashes.SHA256())
     )
-    cert = _assemble(body, donor)
+    cert = with_signature_of(body, donor)
     return Identity(cert=cert, private_key=key, chain=(cert,), issuer=None)  # type: ignore[arg-type]
 
 
@@ -144,7 +144,7 @@ def with_recovered_issuer(
     throwaway = ec.generate_private_key(ec.SECP256R1())
     body = template.issuer_name(recovered_name).sign(throwaway, hashes.SHA256())
     key = recovered_key(donor.signature, body.tbs_certificate_bytes)
-    issuer = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(recovered_name)
         .issuer_name(sub_ca.cert.subject)
@@ -152,23 +152,11 @@ def with_recovered_issuer(
         .serial_number(x509.random_serial_number())
         .not_valid_before(sub_ca.now - datetime.timedelta(hours=1))
         .not_valid_after(sub_ca.now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(sub_ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
     )
-    cert = _assemble(body, donor)
+    for extension in sub_ca.cert.extensions:  # a CA like the test helper's CAs
+        if isinstance(extension.value, (x509.BasicConstraints, x509.KeyUsage)):
+            builder = builder.add_extension(extension.value, extension.critical)
+    issuer = builder.sign(sub_ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    cert = with_signature_of(body, donor)
     cert.verify_directly_issued_by(issuer)  # the donor's bytes, verifying under the new key
     return cert, issuer

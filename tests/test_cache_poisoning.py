@@ -29,34 +29,13 @@ from staplecheck import (
     StapleSSLContext,
     StapleStatus,
     TLSConfig,
-    _der,
     create_context,
     find_staple_error,
     validate_staple,
 )
 from staplecheck.testing import CA, Identity, StaplingServer, generate_key, make_ocsp_response
-from staplecheck.testing import _asn1 as asn1
 from staplecheck.testing._pki import PrivateKey
-from tests.collisions import self_signed_copy, with_recovered_issuer
-
-
-def with_signature_of(body: x509.Certificate, donor: x509.Certificate) -> x509.Certificate:
-    """``body``'s TBS and algorithm with ``donor``'s signature value: a certificate that
-    does not verify, but shares ``donor.signature``."""
-
-    def parts(cert: x509.Certificate) -> list[_der.TLV]:
-        der = cert.public_bytes(serialization.Encoding.DER)
-        return _der.children(_der.expect(_der.read_tlv(der), _der.SEQUENCE))
-
-    tbs, algorithm, _ = parts(body)
-    signature = parts(donor)[2]
-    forged = x509.load_der_x509_certificate(
-        asn1.sequence(*(asn1.tlv(t.tag, t.value) for t in (tbs, algorithm, signature)))
-    )
-    assert forged.signature == donor.signature
-    assert forged != donor
-    return forged
-
+from tests.collisions import self_signed_copy, with_recovered_issuer, with_signature_of
 
 NOW = datetime.datetime(2026, 11, 21, 12, tzinfo=datetime.timezone.utc)
 

@@ -1,4 +1,8 @@
-"""Was a certificate signed by an issuer's key? (RFC 5280 §6.1.3 (a)(1))
+"""Signature algorithms staplecheck verifies, and whether an issuer signed a certificate.
+
+The tables name the algorithms accepted for OCSP responses and certificates alike (RFC
+3279, RFC 4055, RFC 5758, RFC 8410); anything else fails closed. :func:`check_issued_by`
+answers RFC 5280 §6.1.3 (a)(1) for one certificate.
 
 cryptography's ``verify_directly_issued_by`` refuses SHA-1 signatures. OpenSSL's OCSP
 verification accepts them (so do curl, Firefox and Go for responses), and
@@ -11,6 +15,8 @@ decision (``Policy.allow_sha1``), made with :func:`signed_with_sha1`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,30 +24,35 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 
 from . import _der
 
-__all__ = ["NotIssuedError", "check_issued_by", "signed_with_sha1"]
+__all__ = [
+    "ECDSA",
+    "ED448",
+    "ED25519",
+    "RSA_PKCS1",
+    "RSA_PSS",
+    "NotIssuedError",
+    "check_issued_by",
+    "signed_with_sha1",
+]
 
-# RFC 3279 §2.2, RFC 4055 §5, RFC 5758 §3.2, RFC 8410 §3
-_RSA_PKCS1 = frozenset(
-    {
-        "1.2.840.113549.1.1.5",  # sha1WithRSAEncryption
-        "1.2.840.113549.1.1.14",  # sha224WithRSAEncryption
-        "1.2.840.113549.1.1.11",  # sha256WithRSAEncryption
-        "1.2.840.113549.1.1.12",  # sha384WithRSAEncryption
-        "1.2.840.113549.1.1.13",  # sha512WithRSAEncryption
-    }
-)
-_RSA_PSS = "1.2.840.113549.1.1.10"
-_ECDSA = frozenset(
-    {
-        "1.2.840.10045.4.1",  # ecdsa-with-SHA1
-        "1.2.840.10045.4.3.1",  # ecdsa-with-SHA224
-        "1.2.840.10045.4.3.2",  # ecdsa-with-SHA256
-        "1.2.840.10045.4.3.3",  # ecdsa-with-SHA384
-        "1.2.840.10045.4.3.4",  # ecdsa-with-SHA512
-    }
-)
-_ED25519 = "1.3.101.112"
-_ED448 = "1.3.101.113"
+# RFC 3279 §2.2, RFC 4055 §5, RFC 5758 §3.2, RFC 8410 §3: OID -> hash.
+RSA_PKCS1: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "1.2.840.113549.1.1.5": hashes.SHA1,  # sha1WithRSAEncryption
+    "1.2.840.113549.1.1.14": hashes.SHA224,
+    "1.2.840.113549.1.1.11": hashes.SHA256,
+    "1.2.840.113549.1.1.12": hashes.SHA384,
+    "1.2.840.113549.1.1.13": hashes.SHA512,
+}
+ECDSA: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "1.2.840.10045.4.1": hashes.SHA1,  # ecdsa-with-SHA1
+    "1.2.840.10045.4.3.1": hashes.SHA224,
+    "1.2.840.10045.4.3.2": hashes.SHA256,
+    "1.2.840.10045.4.3.3": hashes.SHA384,
+    "1.2.840.10045.4.3.4": hashes.SHA512,
+}
+RSA_PSS = "1.2.840.113549.1.1.10"
+ED25519 = "1.3.101.112"
+ED448 = "1.3.101.113"
 
 
 class NotIssuedError(ValueError):
@@ -64,17 +75,17 @@ def check_issued_by(
         data, signature = _der.tbs_and_signature(
             der if der is not None else cert.public_bytes(serialization.Encoding.DER)
         )
-        if oid in _RSA_PKCS1 and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), _hash_of(cert))
-        elif oid == _RSA_PSS and isinstance(key, rsa.RSAPublicKey):
+        if oid in RSA_PKCS1 and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), RSA_PKCS1[oid]())
+        elif oid == RSA_PSS and isinstance(key, rsa.RSAPublicKey):
             pss = cert.signature_algorithm_parameters
             if not isinstance(pss, padding.PSS):
                 raise NotIssuedError("its RSA-PSS parameters cannot be read")
             key.verify(signature, data, pss, _hash_of(cert))
-        elif oid in _ECDSA and isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(_hash_of(cert)))
-        elif (oid == _ED25519 and isinstance(key, ed25519.Ed25519PublicKey)) or (
-            oid == _ED448 and isinstance(key, ed448.Ed448PublicKey)
+        elif oid in ECDSA and isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(ECDSA[oid]()))
+        elif (oid == ED25519 and isinstance(key, ed25519.Ed25519PublicKey)) or (
+            oid == ED448 and isinstance(key, ed448.Ed448PublicKey)
         ):
             key.verify(signature, data)
         else:

@@ -19,7 +19,6 @@ import ssl
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from urllib3.util.ssl_match_hostname import CertificateError, match_hostname
 
@@ -35,13 +34,16 @@ def peercert_dict(cert: x509.Certificate) -> dict[str, Any]:
     return _describe(cert)
 
 
-def _verified_names(cert: x509.Certificate) -> dict[str, Any]:
-    """:func:`peercert_dict` for a leaf from a verified chain, remembered."""
-    key = cert.public_bytes(serialization.Encoding.DER)
-    found = _VERIFIED.get(key)
+def _verified_names(der: bytes) -> dict[str, Any]:
+    """:func:`peercert_dict` for a leaf from a verified chain (its DER), remembered."""
+    found = _VERIFIED.get(der)
     if found is None:
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError as error:  # OpenSSL accepted what cryptography cannot read
+            raise _unreadable_names(error) from None
         found = _describe(cert)
-        _VERIFIED.put(key, found)
+        _VERIFIED.put(der, found)
     return found
 
 
@@ -63,14 +65,15 @@ def _describe(cert: x509.Certificate) -> dict[str, Any]:
     }
 
 
-def check_hostname(cert: x509.Certificate, host: str) -> None:
-    """Raise ``ssl.SSLCertVerificationError`` unless ``cert`` is valid for ``host``.
+def check_hostname(der: bytes, host: str) -> None:
+    """Raise ``ssl.SSLCertVerificationError`` unless the certificate whose DER is
+    ``der`` is valid for ``host``.
 
-    ``cert`` must be the leaf of a chain OpenSSL verified. Subject alternative names
-    only; the subject's common name is never used.
+    It must be the leaf of a chain OpenSSL verified. Subject alternative names only;
+    the subject's common name is never used.
     """
     try:
-        match_hostname(_verified_names(cert), host)  # type: ignore[arg-type]
+        match_hostname(_verified_names(der), host)  # type: ignore[arg-type]
     except CertificateError as error:
         failure = ssl.SSLCertVerificationError(1, f"certificate verify failed: {error}")
         failure.verify_code = 62  # X509_V_ERR_HOSTNAME_MISMATCH, as the stdlib reports it

@@ -211,10 +211,15 @@ def _naming(what: str, path: str, meaning: str = "") -> Iterator[None]:
 
 
 def _openssl_reasons(error: SSL.Error) -> str:
-    """OpenSSL's reason strings from an ``SSL.Error`` (a list of (lib, func, reason))."""
+    """OpenSSL's reason strings from an ``SSL.Error``, joined."""
+    return "; ".join(_reasons(error)) or str(error)
+
+
+def _reasons(error: SSL.Error) -> list[str]:
+    """The distinct reasons in an ``SSL.Error``'s queue of (lib, func, reason)."""
     queue = error.args[0] if error.args and isinstance(error.args[0], list) else []
     reasons = [str(item[-1]) for item in queue if isinstance(item, tuple) and item]
-    return "; ".join(dict.fromkeys(r for r in reasons if r)) or str(error)
+    return list(dict.fromkeys(r for r in reasons if r))
 
 
 # --- one connection ----------------------------------------------------------------------
@@ -234,8 +239,8 @@ class _Handshake:
     """Whether staplecheck's verify callback saw OpenSSL accept the leaf (depth 0) in
     this handshake: proof that the chain was verified with OpenSSL's own decisions, not
     a verify callback that overrides them."""
-    leaf: x509.Certificate | None = None
-    """The verified leaf, once the OCSP callback has read it."""
+    leaf_der: bytes | None = None
+    """The verified leaf's DER, once the OCSP callback has read it."""
 
 
 class StapleConnection(SSL.Connection):
@@ -307,10 +312,13 @@ class StapleConnection(SSL.Connection):
                 assert state.result is not None
                 raise StapleError(state.result, state.host)
         if self._check_hostname:
-            leaf = state.leaf or self.get_peer_certificate(as_cryptography=True)
-            if leaf is None:
-                raise ssl.SSLCertVerificationError(1, "the server sent no certificate")
-            check_hostname(leaf, state.host or "")
+            der = state.leaf_der
+            if der is None:  # no staple asked for
+                peer = self.get_peer_certificate()
+                if peer is None:
+                    raise ssl.SSLCertVerificationError(1, "the server sent no certificate")
+                der = crypto.dump_certificate(crypto.FILETYPE_ASN1, peer)
+            check_hostname(der, state.host or "")
 
 
 def drive_handshake(connection: SSL.Connection, sock: socket.socket) -> None:
@@ -432,7 +440,8 @@ def _staple_verdict(
         leaf_der,
         crypto.dump_certificate(crypto.FILETYPE_ASN1, chain[1]) if len(chain) > 1 else leaf_der,
     )
-    leaf = state.leaf = certs.leaf
+    state.leaf_der = leaf_der
+    leaf = certs.leaf
     if der is None:
         return StapleResult(
             status=StapleStatus.INVALID,
@@ -554,10 +563,7 @@ def handshake_words(error: SSL.Error) -> str:
         if code == -1:
             return "the server closed the connection"
         return f"connection error: {os.strerror(code or 0)}"
-    queue = error.args[0] if error.args and isinstance(error.args[0], list) else []
-    reasons = [str(item[-1]) for item in queue if isinstance(item, tuple) and item]
+    reasons = _reasons(error)
     if any(reason in _NOT_TLS for reason in reasons):
         return "the server did not answer with TLS (is it plain HTTP?)"
-    if any(reasons):
-        return "; ".join(dict.fromkeys(r for r in reasons if r))
-    return "no reason given by OpenSSL"
+    return "; ".join(reasons) or "no reason given by OpenSSL"

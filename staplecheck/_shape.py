@@ -30,8 +30,9 @@ __all__ = [
 ]
 
 MAX_RESPONSE_BYTES = 65_536
-"""The largest response judged. A TLS 1.3 staple cannot exceed 65,535 bytes (RFC 8446
-§4.4.2: a 2-byte extension length); real ones are 0.3-6 KB."""
+"""The largest response judged (checked before parsing, by the validator). A TLS 1.3
+staple cannot exceed 65,535 bytes (RFC 8446 §4.4.2: a 2-byte extension length); real
+ones are 0.3-6 KB."""
 MAX_ENTRIES = 64
 """SingleResponses per response. A staple needs one; batch responses from OpenSSL's
 responder or pre-produced files hold a few."""
@@ -66,8 +67,6 @@ class ResponseShape:
 def read_shape(der: bytes) -> ResponseShape:
     """Walk a successful OCSPResponse down to its BasicOCSPResponse; raise
     :class:`ShapeError` naming the bound a response exceeds."""
-    if len(der) > MAX_RESPONSE_BYTES:
-        raise ShapeError(f"{len(der)} bytes, more than {MAX_RESPONSE_BYTES}")
     try:
         return _read(der)
     except (IndexError, ValueError) as error:

@@ -20,7 +20,7 @@ one run:
 
 The uncached, cold and cached modes call ``judge_staple`` with the leaf and issuer as
 the TLS glue hands them over: loaded from the DER OpenSSL gives, with that DER kept
-(``CertPair.from_der``, outside the timed region), since every memo is keyed by
+(``CertPair(leaf_der, issuer_der)``, outside the timed region), since every memo is keyed by
 complete DER.
 
 Every call gets freshly loaded certificate objects and a fresh bytes object for the
@@ -206,7 +206,7 @@ def fresh_inputs(case: Case, count: int, mode: str) -> Inputs:
             (bytes(bytearray(der)), load(case.leaf_der), load(case.issuer_der)) for der in staples
         ]
     return [
-        (bytes(bytearray(der)), CertPair.from_der(bytes(case.leaf_der), bytes(case.issuer_der)))
+        (bytes(bytearray(der)), CertPair(bytes(case.leaf_der), bytes(case.issuer_der)))
         for der in staples
     ]
 

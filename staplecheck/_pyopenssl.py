@@ -436,26 +436,25 @@ def _staple_verdict(
             "carries no staple verdict)",
         )
     leaf_der = crypto.dump_certificate(crypto.FILETYPE_ASN1, chain[0])
-    certs = CertPair.from_der(
+    certs = CertPair(
         leaf_der,
         crypto.dump_certificate(crypto.FILETYPE_ASN1, chain[1]) if len(chain) > 1 else leaf_der,
     )
     state.leaf_der = leaf_der
-    leaf = certs.leaf
     if der is None:
         return StapleResult(
             status=StapleStatus.INVALID,
             reason="the handshake gave no staple verdict (a resumed session carries none)",
-            serial_number=leaf.serial_number,
-            must_staple=has_must_staple(leaf),
+            serial_number=certs.leaf.serial_number,
+            must_staple=has_must_staple(certs.leaf),
         )
     if len(chain) < 2 and der:
         return StapleResult(
             status=StapleStatus.INVALID,
             reason="the verified chain is the certificate alone, with no issuer to check "
             "the staple against",
-            serial_number=leaf.serial_number,
-            must_staple=has_must_staple(leaf),
+            serial_number=certs.leaf.serial_number,
+            must_staple=has_must_staple(certs.leaf),
         )
     policy = state.policy
     return judge_staple(

@@ -259,33 +259,48 @@ def judge_staple(
     return _judge_time(outcome, now, clock_skew, default_lifetime, max_age)
 
 
-class CertPair(NamedTuple):
-    """The leaf and issuer, each with its complete DER (the key of all memos)."""
+class CertPair:
+    """The leaf and issuer, each with its complete DER (the key of all memos).
 
-    leaf: x509.Certificate
-    leaf_der: bytes
-    issuer: x509.Certificate
-    issuer_der: bytes
+    Certificates given as DER are loaded only when first needed: a staple already in
+    the cache is judged from the DER alone."""
+
+    __slots__ = ("_issuer", "_leaf", "issuer_der", "leaf_der")
+
+    def __init__(
+        self,
+        leaf_der: bytes,
+        issuer_der: bytes,
+        leaf: x509.Certificate | None = None,
+        issuer: x509.Certificate | None = None,
+    ) -> None:
+        self.leaf_der = leaf_der
+        self.issuer_der = issuer_der
+        self._leaf = leaf
+        self._issuer = issuer
 
     @classmethod
     def of(cls, leaf: x509.Certificate, issuer: x509.Certificate) -> CertPair:
-        return cls(leaf, leaf.public_bytes(_DER), issuer, issuer.public_bytes(_DER))
+        """From certificate objects (cryptography re-encodes each one for its DER)."""
+        return cls(leaf.public_bytes(_DER), issuer.public_bytes(_DER), leaf, issuer)
 
-    @classmethod
-    def from_der(cls, leaf_der: bytes, issuer_der: bytes) -> CertPair:
-        """Both certificates loaded from their DER (cryptography re-encodes on every
-        ``public_bytes``, so the DER is kept as given)."""
-        load = x509.load_der_x509_certificate
-        return cls(load(leaf_der), leaf_der, load(issuer_der), issuer_der)
+    @property
+    def leaf(self) -> x509.Certificate:
+        if self._leaf is None:
+            self._leaf = x509.load_der_x509_certificate(self.leaf_der)
+        return self._leaf
+
+    @property
+    def issuer(self) -> x509.Certificate:
+        if self._issuer is None:
+            self._issuer = x509.load_der_x509_certificate(self.issuer_der)
+        return self._issuer
 
 
 def _digest(*parts: bytes) -> bytes:
     """SHA-256 over length-prefixed ``parts``: a memo key no two inputs share."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return digest.digest()
+    framed = b"".join(len(part).to_bytes(8, "big") + part for part in parts)
+    return hashlib.sha256(framed).digest()
 
 
 def _leaf_facts(certs: CertPair, cache: StapleCache | None) -> LeafFacts:

@@ -3,24 +3,32 @@
 cryptography builds a new Python object on every accessor call (names, keys,
 extensions), and re-serialises to answer ``public_bytes``; a validation touches a
 dozen of them. These frozen records hold the answers. Validation memoizes them per
-certificate (see ``StapleCache``), keyed by the certificate's signature value: the
-leaf and issuer come from a chain OpenSSL verified, so two different certificates
-cannot share one.
+certificate (see ``StapleCache``), keyed by the certificate's complete DER. Names
+and key bits are read from that DER, as sent: cryptography re-encodes keys (an EC
+point given compressed comes back uncompressed, and OCSP hashes the bytes as sent),
+and may not parse a legacy name (a T61String) that OpenSSL accepts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from . import _der
 from ._tlsfeature import has_must_staple
 
-__all__ = ["CERT_ID_HASHES", "IssuerFacts", "LeafFacts", "key_bits", "name_of"]
+__all__ = [
+    "CERT_ID_HASHES",
+    "MAX_NAME_BYTES",
+    "IssuerFacts",
+    "LeafFacts",
+    "describe_name",
+    "same_name",
+]
 
 # RFC 6960 §4.1.1: the CertID hashes staplecheck matches; others cannot identify a
 # certificate here.
@@ -32,28 +40,36 @@ CERT_ID_HASHES = {
 }
 
 
+MAX_NAME_BYTES = 1024
+"""Two names whose DER differs are compared attribute by attribute (string types may
+differ) only when both are at most this long; longer ones must match byte for byte.
+Parsing a name costs per attribute, and real names are under 300 bytes."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class IssuerFacts:
     """The issuer as OCSP sees it: its name, its key, and the hashes of both."""
 
-    subject: x509.Name
+    cert: x509.Certificate
     subject_der: bytes
     description: str
     """``issuer CN=...``: how results name it as a signer."""
     public_key: CertificatePublicKeyTypes
     key_hashes: dict[str, bytes]
-    """Hash of the subjectPublicKey bits, by CertID hash name (issuerKeyHash, byKey)."""
+    """Hash of the subjectPublicKey bits as encoded, by CertID hash name (issuerKeyHash,
+    byKey: RFC 6960 §4.1.1, §4.2.1)."""
 
     @classmethod
-    def of(cls, cert: x509.Certificate) -> IssuerFacts:
-        subject = cert.subject
-        bits = key_bits(cert)
+    def of(cls, cert: x509.Certificate, der: bytes) -> IssuerFacts:
+        fields = _der.certificate_fields(der)
         return cls(
-            subject=subject,
-            subject_der=subject.public_bytes(),
-            description=f"issuer {name_of(subject)}",
+            cert=cert,
+            subject_der=fields.subject,
+            description=f"issuer {describe_name(fields.subject, lambda: cert.subject)}",
             public_key=cert.public_key(),
-            key_hashes={name: digest(bits).digest() for name, digest in CERT_ID_HASHES.items()},
+            key_hashes={
+                name: digest(fields.key_bits).digest() for name, digest in CERT_ID_HASHES.items()
+            },
         )
 
 
@@ -61,8 +77,8 @@ class IssuerFacts:
 class LeafFacts:
     """The certificate being checked: its serial, its issuer's name, its promises."""
 
+    cert: x509.Certificate
     serial_number: int
-    issuer: x509.Name
     issuer_der: bytes
     """The DER of the leaf's issuer field."""
     issuer_name_hashes: dict[str, bytes]
@@ -70,12 +86,11 @@ class LeafFacts:
     must_staple: bool
 
     @classmethod
-    def of(cls, cert: x509.Certificate) -> LeafFacts:
-        issuer = cert.issuer
-        issuer_der = issuer.public_bytes()
+    def of(cls, cert: x509.Certificate, der: bytes) -> LeafFacts:
+        issuer_der = _der.certificate_fields(der).issuer
         return cls(
+            cert=cert,
             serial_number=cert.serial_number,
-            issuer=issuer,
             issuer_der=issuer_der,
             issuer_name_hashes={
                 name: digest(issuer_der).digest() for name, digest in CERT_ID_HASHES.items()
@@ -84,14 +99,29 @@ class LeafFacts:
         )
 
 
-def key_bits(cert: x509.Certificate) -> bytes:
-    """The subjectPublicKey BIT STRING bytes (RFC 6960 §4.1.1 issuerKeyHash, §4.2.1)."""
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return _der.subject_public_key_bits(spki)
+def same_name(
+    a_der: bytes, a: Callable[[], x509.Name], b_der: bytes, b: Callable[[], x509.Name]
+) -> bool:
+    """Whether two Names are equal: byte for byte, or, when both are at most
+    :data:`MAX_NAME_BYTES`, attribute by attribute (``a`` and ``b`` parse them). A name
+    cryptography cannot parse equals only its own bytes."""
+    if a_der == b_der:
+        return True
+    if len(a_der) > MAX_NAME_BYTES or len(b_der) > MAX_NAME_BYTES:
+        return False
+    try:
+        return bool(a() == b())
+    except ValueError:
+        return False
 
 
-def name_of(name: x509.Name) -> str:
-    """A distinguished name as results print it."""
-    return name.rfc4514_string() or "(empty name)"
+def describe_name(der: bytes, name: Callable[[], x509.Name]) -> str:
+    """A distinguished name as results print it, bounded: an overlong name is described
+    by its size (it may come from a peer, before any signature over it is checked),
+    and one cryptography cannot parse says so."""
+    if len(der) > MAX_NAME_BYTES:
+        return f"(a name of {len(der)} bytes)"
+    try:
+        return name().rfc4514_string() or "(empty name)"
+    except ValueError:
+        return "(a name that cannot be read)"

@@ -12,14 +12,15 @@ from typing import NamedTuple
 
 __all__ = [
     "TLV",
+    "CertificateFields",
     "DERError",
     "LimitError",
+    "certificate_fields",
     "children",
     "decode_int",
     "decode_oid",
     "expect",
     "read_tlv",
-    "subject_and_key",
     "subject_public_key_bits",
     "tbs_and_signature",
 ]
@@ -138,11 +139,22 @@ def subject_public_key_bits(spki_der: bytes) -> bytes:
     return bits[1:]
 
 
-def subject_and_key(certificate_der: bytes) -> tuple[bytes, bytes]:
-    """The subject Name's DER and the subjectPublicKey bits of a certificate
-    (RFC 5280 §4.1), read without parsing either: embedded responder certificates are
-    matched against a ResponderID this way before anything costly is done with them.
-    """
+class CertificateFields(NamedTuple):
+    """Fields of a certificate as its DER has them (RFC 5280 §4.1)."""
+
+    issuer: bytes
+    """The issuer Name's complete DER."""
+    subject: bytes
+    """The subject Name's complete DER."""
+    key_bits: bytes
+    """The subjectPublicKey BIT STRING bytes, as encoded (a compressed EC point stays
+    compressed: OCSP key hashes are over these bytes)."""
+
+
+def certificate_fields(certificate_der: bytes) -> CertificateFields:
+    """Read issuer, subject and key bits without parsing any of them: for embedded
+    responder certificates before anything costly is done with them, and for key hashes
+    over the bytes as sent (cryptography re-encodes keys, uncompressing EC points)."""
     certificate = children(expect(read_tlv(certificate_der), SEQUENCE), 3)
     fields = children(expect(certificate[0], SEQUENCE), 10)
     if fields and fields[0].tag == 0xA0:  # [0] EXPLICIT version
@@ -150,9 +162,13 @@ def subject_and_key(certificate_der: bytes) -> tuple[bytes, bytes]:
     # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
     if len(fields) < 6:
         raise DERError("TBSCertificate is too short")
-    subject, spki = fields[4], fields[5]
     tbs = certificate[0].value
-    return tbs[subject.start : subject.end], subject_public_key_bits(tbs[spki.start : spki.end])
+    issuer, subject, spki = fields[2], fields[4], fields[5]
+    return CertificateFields(
+        tbs[issuer.start : issuer.end],
+        tbs[subject.start : subject.end],
+        subject_public_key_bits(tbs[spki.start : spki.end]),
+    )
 
 
 def tbs_and_signature(certificate_der: bytes) -> tuple[bytes, bytes]:

@@ -48,17 +48,25 @@ def _verified_names(der: bytes) -> dict[str, Any]:
 
 
 def _describe(cert: x509.Certificate) -> dict[str, Any]:
+    try:
+        return _names(cert)
+    except Exception as error:  # noqa: BLE001 - ValueError, KeyError or cryptography's own
+        raise _unreadable_names(error) from None
+
+
+def _names(cert: x509.Certificate) -> dict[str, Any]:
     names: list[tuple[str, str]] = []
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         san = None
-    except Exception as error:  # noqa: BLE001 - ValueError, KeyError or cryptography's own
-        raise _unreadable_names(error) from None
     if san is not None:
         names += [("DNS", n) for n in san.get_values_for_type(x509.DNSName)]
         names += [("IP Address", str(ip)) for ip in san.get_values_for_type(x509.IPAddress)]
-    common_names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    try:
+        common_names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:  # a legacy encoding (T61String); never used to match a host name
+        common_names = []
     return {
         "subject": tuple((("commonName", str(a.value)),) for a in common_names),
         "subjectAltName": tuple(names),
@@ -86,7 +94,8 @@ def _unreadable_names(error: Exception) -> ssl.SSLCertVerificationError:
     failure = ssl.SSLCertVerificationError(
         1,
         "certificate verify failed: the certificate's host names cannot be read: its "
-        f"subjectAltName or another extension is malformed ({type(error).__name__}: {error})",
+        "subject, subjectAltName or another extension is malformed or uses an encoding "
+        f"cryptography does not read ({type(error).__name__})",
     )
     failure.verify_code = 41  # X509_V_ERR_INVALID_EXTENSION
     failure.verify_message = "certificate names unreadable"

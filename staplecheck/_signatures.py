@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from . import _der
+from ._certfacts import same_name
 
 __all__ = [
     "ECDSA",
@@ -60,21 +61,30 @@ class NotIssuedError(ValueError):
 
 
 def check_issued_by(
-    cert: x509.Certificate, issuer: x509.Certificate, *, der: bytes | None = None
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    *,
+    der: bytes | None = None,
+    issuer_der: bytes | None = None,
 ) -> None:
     """Raise :class:`NotIssuedError` unless ``cert`` names ``issuer``'s subject as its
     issuer and ``issuer``'s key verifies its signature (any hash, SHA-1 included).
 
-    ``der`` is ``cert``'s DER when the caller has it (cryptography re-encodes on
-    ``public_bytes``, at a cost that grows with the certificate's extensions)."""
-    if cert.issuer != issuer.subject:
-        raise NotIssuedError("its issuer name is not the issuer's subject")
+    ``der`` and ``issuer_der`` are the certificates' DER when the caller has it
+    (cryptography re-encodes on ``public_bytes``, at a cost that grows with the
+    certificate). Names are compared from the DER, parsed only when short
+    (:func:`same_name`): ``cert`` may come from a peer, unverified."""
     try:
+        cert_der = der if der is not None else cert.public_bytes(serialization.Encoding.DER)
+        if issuer_der is None:
+            issuer_der = issuer.public_bytes(serialization.Encoding.DER)
+        named = _der.certificate_fields(cert_der).issuer
+        subject = _der.certificate_fields(issuer_der).subject
+        if not same_name(named, lambda: cert.issuer, subject, lambda: issuer.subject):
+            raise NotIssuedError("its issuer name is not the issuer's subject")
         key = issuer.public_key()
         oid = cert.signature_algorithm_oid.dotted_string
-        data, signature = _der.tbs_and_signature(
-            der if der is not None else cert.public_bytes(serialization.Encoding.DER)
-        )
+        data, signature = _der.tbs_and_signature(cert_der)
         if oid in RSA_PKCS1 and isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, data, padding.PKCS1v15(), RSA_PKCS1[oid]())
         elif oid == RSA_PSS and isinstance(key, rsa.RSAPublicKey):
@@ -97,7 +107,9 @@ def check_issued_by(
     except (UnsupportedAlgorithm, ValueError, TypeError, IndexError) as error:
         if isinstance(error, NotIssuedError):
             raise
-        raise NotIssuedError(f"its signature cannot be checked: {error}") from None
+        # cryptography's parse errors are Rust debug text: name the kind, not the text.
+        detail = str(error) if isinstance(error, _der.DERError) else type(error).__name__
+        raise NotIssuedError(f"its signature cannot be checked ({detail})") from None
 
 
 def _hash_of(cert: x509.Certificate) -> hashes.HashAlgorithm:

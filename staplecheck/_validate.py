@@ -28,7 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from . import _der
 from ._cache import LRUCache
-from ._certfacts import CERT_ID_HASHES, IssuerFacts, LeafFacts, name_of
+from ._certfacts import CERT_ID_HASHES, IssuerFacts, LeafFacts, describe_name, same_name
 from ._result import StapleResult, StapleStatus
 from ._shape import MAX_RESPONSE_BYTES, ResponseShape, ShapeError, read_shape
 from ._signatures import (
@@ -60,10 +60,6 @@ DEFAULT_MAX_AGE = datetime.timedelta(days=10)
 _UTC = datetime.timezone.utc
 _DER = serialization.Encoding.DER
 
-MAX_NAME_BYTES = 1024
-"""A ResponderID name is compared attribute by attribute (string types may differ)
-only when it and the other name are at most this long; longer ones must match byte
-for byte. Parsing a name costs per attribute, and real names are under 300 bytes."""
 _MAX_DELEGATE_CHECKS = 4
 """Embedded certificates matching the ResponderID whose delegation is checked (each
 costs a signature verification with the issuer's key); a responder renewed under the
@@ -229,13 +225,7 @@ def judge_staple(
     """:func:`validate_staple` with its arguments checked and the certificates' DER at
     hand (the TLS glue has it from OpenSSL without cryptography's re-encoding)."""
     if not der:
-        leaf_facts = _leaf_facts(certs, cache)
-        return StapleResult(
-            status=StapleStatus.MISSING,
-            reason="the server stapled no OCSP response",
-            serial_number=leaf_facts.serial_number,
-            must_staple=leaf_facts.must_staple,
-        )
+        return _missing(certs, cache)
     if cache is None:
         outcome = _examine(der, certs, None)
     else:
@@ -257,6 +247,21 @@ def judge_staple(
             "which this policy refuses (allow_sha1=False)",
         )
     return _judge_time(outcome, now, clock_skew, default_lifetime, max_age)
+
+
+def _missing(certs: CertPair, cache: StapleCache | None) -> StapleResult:
+    try:
+        leaf_facts = _leaf_facts(certs, cache)
+        serial: int | None = leaf_facts.serial_number
+        must_staple = leaf_facts.must_staple
+    except Exception:  # noqa: BLE001 - a leaf cryptography cannot read: fail closed
+        serial, must_staple = None, True
+    return StapleResult(
+        status=StapleStatus.MISSING,
+        reason="the server stapled no OCSP response",
+        serial_number=serial,
+        must_staple=must_staple,
+    )
 
 
 class CertPair:
@@ -304,11 +309,13 @@ def _digest(*parts: bytes) -> bytes:
 
 
 def _leaf_facts(certs: CertPair, cache: StapleCache | None) -> LeafFacts:
-    return _memo(cache, ("leaf", certs.leaf_der), lambda: LeafFacts.of(certs.leaf))
+    return _memo(cache, ("leaf", certs.leaf_der), lambda: LeafFacts.of(certs.leaf, certs.leaf_der))
 
 
 def _issuer_facts(certs: CertPair, cache: StapleCache | None) -> IssuerFacts:
-    return _memo(cache, ("issuer", certs.issuer_der), lambda: IssuerFacts.of(certs.issuer))
+    return _memo(
+        cache, ("issuer", certs.issuer_der), lambda: IssuerFacts.of(certs.issuer, certs.issuer_der)
+    )
 
 
 # --- the time-independent rules --------------------------------------------------------
@@ -433,7 +440,7 @@ def _identify_signers(
     if (
         shape.responder == issuer_facts.key_hashes["sha1"]
         if shape.by_key
-        else names.equals(issuer_facts.subject_der, lambda: issuer_facts.subject)
+        else names.equals(issuer_facts.subject_der, lambda: issuer_facts.cert.subject)
     ):
         return [_Signer(issuer_facts.public_key, issuer_facts.description, None, None)]
     delegates: list[_Signer] = []
@@ -464,45 +471,48 @@ def _identify_signers(
 
 
 class _ResponderName:
-    """Compares a byName ResponderID with other names: byte for byte first, then, for
-    names of at most :data:`MAX_NAME_BYTES`, attribute by attribute (string types may
-    differ); the ResponderID is parsed at most once."""
+    """Compares a byName ResponderID with other names (:func:`same_name`), parsing the
+    ResponderID at most once."""
 
     def __init__(self, response: ocsp.OCSPResponse, shape: ResponseShape) -> None:
         self._response = response
         self._der = shape.responder
         self._parsed: x509.Name | None = None
 
-    def equals(self, other_der: bytes, other: Callable[[], x509.Name]) -> bool:
-        if other_der == self._der:
-            return True
-        if len(self._der) > MAX_NAME_BYTES or len(other_der) > MAX_NAME_BYTES:
-            return False
+    def _name(self) -> x509.Name:
         if self._parsed is None:
-            self._parsed = self._response.responder_name
-        return bool(self._parsed == other())
+            name = self._response.responder_name
+            if name is None:  # byKey: no name to compare
+                raise ValueError("the ResponderID is not a name")
+            self._parsed = name
+        return self._parsed
+
+    def equals(self, other_der: bytes, other: Callable[[], x509.Name]) -> bool:
+        return same_name(self._der, self._name, other_der, other)
 
 
 def _is_responder(candidate: bytes, shape: ResponseShape, names: _ResponderName) -> bool:
     """Whether the embedded certificate ``candidate`` (DER) is the one the ResponderID
     names (RFC 6960 §4.2.1)."""
     try:
-        subject_der, bits = _der.subject_and_key(candidate)
+        fields = _der.certificate_fields(candidate)
     except _der.DERError:
         return False
     if shape.by_key:
-        return hashlib.sha1(bits).digest() == shape.responder
-    return names.equals(subject_der, lambda: x509.load_der_x509_certificate(candidate).subject)
+        return hashlib.sha1(fields.key_bits).digest() == shape.responder
+    return names.equals(fields.subject, lambda: x509.load_der_x509_certificate(candidate).subject)
 
 
 def _delegate_signer(candidate: bytes, certs: CertPair) -> _Signer | str:
     """The delegate as a signer, or why it may not sign (a message, to be memoized)."""
     try:
         delegate = x509.load_der_x509_certificate(candidate)
-        _check_delegate(delegate, candidate, certs)
+        subject = _der.certificate_fields(candidate).subject
+        who = f"delegated responder {describe_name(subject, lambda: delegate.subject)}"
+        _check_delegate(delegate, candidate, who, certs)
         return _Signer(
             delegate.public_key(),
-            f"delegated responder {name_of(delegate.subject)}",
+            who,
             delegate.not_valid_before_utc,
             delegate.not_valid_after_utc,
             signed_with_sha1(delegate),
@@ -510,26 +520,27 @@ def _delegate_signer(candidate: bytes, certs: CertPair) -> _Signer | str:
     except _RuleFailedError as failure:
         return str(failure)
     except _MALFORMED as error:
-        return f"an embedded responder certificate is malformed ({error}; RFC 6960 §4.2.2.2)"
+        detail = str(error) if isinstance(error, _der.DERError) else type(error).__name__
+        return f"an embedded responder certificate is malformed ({detail}; RFC 6960 §4.2.2.2)"
 
 
-def _check_delegate(delegate: x509.Certificate, delegate_der: bytes, certs: CertPair) -> None:
-    """RFC 6960 §4.2.2.2: id-kp-OCSPSigning, issued directly by the issuer."""
-    who = f"delegated responder {name_of(delegate.subject)}"
-    if (
-        delegate_der == certs.leaf_der
-        or _der.subject_and_key(delegate_der)[1] == _der.subject_and_key(certs.leaf_der)[1]
-    ):
-        raise _RuleFailedError(
-            f"{who} is the certificate being checked; it cannot vouch for itself "
-            "(RFC 6960 §4.2.2.2)"
-        )
+def _check_delegate(
+    delegate: x509.Certificate, delegate_der: bytes, who: str, certs: CertPair
+) -> None:
+    """RFC 6960 §4.2.2.2: issued directly by the issuer, id-kp-OCSPSigning. The
+    issuer's signature is checked first: until it verifies, the certificate is the
+    peer's, and nothing costly is done with it."""
     try:
-        check_issued_by(delegate, certs.issuer, der=delegate_der)
+        check_issued_by(delegate, certs.issuer, der=delegate_der, issuer_der=certs.issuer_der)
     except NotIssuedError as error:
         raise _RuleFailedError(
             f"{who} was not issued by the issuer: {error} (RFC 6960 §4.2.2.2)"
         ) from None
+    if delegate_der == certs.leaf_der or delegate.public_key() == certs.leaf.public_key():
+        raise _RuleFailedError(
+            f"{who} is the certificate being checked; it cannot vouch for itself "
+            "(RFC 6960 §4.2.2.2)"
+        )
     try:
         usage = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     except x509.ExtensionNotFound:
@@ -709,8 +720,9 @@ def _about_chain(refusal: _Refusal, chain: Sequence[x509.Certificate]) -> Staple
     for position, cert in enumerate(chain):
         above = chain[position + 1] if position + 1 < len(chain) else None
         try:
-            issuer_der = cert.issuer.public_bytes()
-            bits = _der.subject_and_key(above.public_bytes(_DER))[1] if above else None
+            fields = _der.certificate_fields(cert.public_bytes(_DER))
+            issuer_der = fields.issuer
+            bits = _der.certificate_fields(above.public_bytes(_DER)).key_bits if above else None
             serial = cert.serial_number
         except _MALFORMED:
             continue
@@ -725,7 +737,8 @@ def _about_chain(refusal: _Refusal, chain: Sequence[x509.Certificate]) -> Staple
                 return dataclasses.replace(
                     result,
                     status=StapleStatus.MISSING,
-                    reason=f"the server stapled a response about {name_of(cert.subject)} "
+                    reason="the server stapled a response about "
+                    f"{describe_name(fields.subject, lambda: cert.subject)} "  # noqa: B023 - used at once
                     f"(certificate {position + 2} of the verified chain), not about this "
                     "certificate: its staple is missing (RFC 8446 §4.4.2.1)",
                 )
@@ -749,7 +762,9 @@ def _match_entry(
     issuer's subjectPublicKey bits; the serial is the leaf's. Any of SHA-1, SHA-256,
     SHA-384 and SHA-512 may be used.
     """
-    if leaf.issuer_der != issuer.subject_der and leaf.issuer != issuer.subject:
+    if not same_name(
+        leaf.issuer_der, lambda: leaf.cert.issuer, issuer.subject_der, lambda: issuer.cert.subject
+    ):
         raise _RuleFailedError("the issuer certificate's subject is not the leaf's issuer name")
     serial = leaf.serial_number
     matched: list[ocsp.OCSPSingleResponse] = []
@@ -900,23 +915,23 @@ def _judge_time(
         )
     this_update = result.this_update
     assert this_update is not None  # every entry has one
-    if this_update > now + skew:
+    if this_update > _later(now, skew):
         return _downgrade(
             result,
             StapleStatus.INVALID,
             f"thisUpdate {this_update.isoformat()} is in the future (RFC 6960 §3.2)",
         )
-    earliest = now - skew
+    earliest = _earlier(now, skew)
     if result.next_update is not None:
         expired = result.next_update < earliest
         why = f"past its nextUpdate {result.next_update.isoformat()} (RFC 6960 §3.2)"
     else:
-        expired = this_update + default_lifetime < earliest
+        expired = _later(this_update, default_lifetime) < earliest
         why = (
             "without nextUpdate and older than the default lifetime of "
             f"{default_lifetime} (RFC 6960 §4.2.2.1)"
         )
-    if not expired and this_update + max_age < earliest:
+    if not expired and _later(this_update, max_age) < earliest:
         expired = True
         why = f"older than the maximum age of {max_age}"
     if not expired:
@@ -946,10 +961,32 @@ def _current_window(
     this_update = evidence.result.this_update
     next_update = evidence.result.next_update
     assert this_update is not None  # every entry has one
-    ends = next_update if next_update is not None else this_update + default_lifetime
-    earliest, latest = this_update - skew, min(ends, this_update + max_age) + skew
+    ends = next_update if next_update is not None else _later(this_update, default_lifetime)
+    earliest = _earlier(this_update, skew)
+    latest = _later(min(ends, _later(this_update, max_age)), skew)
     evidence.window = (skew, default_lifetime, max_age, earliest, latest)
     return earliest, latest
+
+
+_LATEST = datetime.datetime.max.replace(tzinfo=_UTC)
+_EARLIEST = datetime.datetime.min.replace(tzinfo=_UTC)
+
+
+def _later(moment: datetime.datetime, delta: datetime.timedelta) -> datetime.datetime:
+    """``moment + delta``, saturating at the end of time (a response dated 9999, or a
+    policy whose maximum age is "forever", must not overflow into an exception)."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return _LATEST
+
+
+def _earlier(moment: datetime.datetime, delta: datetime.timedelta) -> datetime.datetime:
+    """``moment - delta``, saturating at the start of time."""
+    try:
+        return moment - delta
+    except OverflowError:
+        return _EARLIEST
 
 
 def _downgrade(result: StapleResult, status: StapleStatus, reason: str) -> StapleResult:

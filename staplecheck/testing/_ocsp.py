@@ -299,10 +299,9 @@ def _sign(key: PrivateKey, data: bytes, hash_name: str, rsa_pss: bool) -> tuple[
 
 
 def _key_bits_hash(cert: x509.Certificate, digest: object) -> bytes:
-    """Hash of the certificate's subjectPublicKey bits (RFC 6960 §4.1.1)."""
-    from .._der import subject_public_key_bits
+    """Hash of the certificate's subjectPublicKey bits as encoded in it (RFC 6960
+    §4.1.1): a compressed EC point is hashed compressed, as OpenSSL's responder does."""
+    from .._der import certificate_fields
 
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return digest(subject_public_key_bits(spki)).digest()  # type: ignore[operator, no-any-return]
+    bits = certificate_fields(cert.public_bytes(serialization.Encoding.DER)).key_bits
+    return digest(bits).digest()  # type: ignore[operator, no-any-return]

@@ -374,7 +374,10 @@ def _listeners(port: int) -> set[str]:
 def _children(pid: int) -> list[int]:
     children: list[int] = []
     for task in os.listdir(f"/proc/{pid}/task"):
-        text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+        try:
+            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+        except FileNotFoundError:  # a thread that ended since the listing
+            continue
         children += [int(c) for c in text.split()]
     return children
 

@@ -355,4 +355,7 @@ def _parse_duration(text: str) -> datetime.timedelta:
         raise argparse.ArgumentTypeError(
             f"not a duration: {text!r} (use seconds or a unit: 90s, 5m, 12h, 10d)"
         )
-    return datetime.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])
+    try:
+        return datetime.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"duration too long: {text!r}") from None

@@ -413,6 +413,27 @@ def bounded_extensions(ca: CA, leaf: Identity) -> bytes:
     return _fill(make, high=2000)
 
 
+def candidates_with_long_subjects(ca: CA, leaf: Identity) -> bytes:
+    """4 embedded certificates (the most whose delegation is checked) matching a byKey
+    ResponderID and naming the issuer, each with a subject of ~1,780 tiny RDNs: found by
+    the adversarial review, when the candidates' names were parsed (to describe them)
+    before the issuer's signature over them was checked."""
+    serial = leaf.cert.serial_number
+    spki = _ed25519_spki(b"\x44" * 32)
+    issuer = ca.cert.subject.public_bytes()
+    tiny = asn1.tlv(0x31, asn1.sequence(asn1.oid("1.2"), asn1.tlv(0x0C, b"")))
+
+    def make(count: int) -> bytes:
+        subject = asn1.sequence(*([tiny] * count))
+        certs = [
+            tiny_certificate(serial=i + 1, issuer=issuer, subject=subject, spki=spki)
+            for i in range(4)
+        ]
+        return _response(ca, responder_id=_by_key(spki), singles=[_single(ca, serial)], certs=certs)
+
+    return _fill(make, high=3000)
+
+
 HOSTILE_STAPLES: dict[str, Callable[[CA, Identity], bytes]] = {
     "long responder name": long_responder_name,
     "name + certificates": name_and_certificates,
@@ -428,5 +449,6 @@ HOSTILE_STAPLES: dict[str, Callable[[CA, Identity], bytes]] = {
     "bounds: 1 KB names": bounded_names,
     "bounds: 64 entries": bounded_entries,
     "bounds: 64 extensions": bounded_extensions,
+    "bounds: long candidate names": candidates_with_long_subjects,
 }
 """Name → builder(issuer CA with an ECDSA key, leaf it issued) → DER."""

@@ -394,7 +394,7 @@ def test_bad_at(capsys: pytest.CaptureFixture[str], files: Files, at: str) -> No
 
 
 @pytest.mark.parametrize("option", ["--clock-skew", "--max-age", "--default-lifetime"])
-@pytest.mark.parametrize("text", ["soon", "-5m", "5 minutes", "5w", ""])
+@pytest.mark.parametrize("text", ["soon", "-5m", "5 minutes", "5w", "", "9" * 20 + "d"])
 def test_bad_duration(
     capsys: pytest.CaptureFixture[str], files: Files, option: str, text: str
 ) -> None:
@@ -443,3 +443,24 @@ def test_python_m_staplecheck_verify(files: Files) -> None:
     assert document["status"] == "revoked"
     assert document["revocation_reason"] == "keyCompromise"
     assert document["this_update"] == "2026-11-21T12:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--max-age", "999999999d"],
+        ["--clock-skew", "999999999d"],
+        ["--default-lifetime", "999999999d"],
+        ["--at", "9999-12-31T23:59:59Z"],
+        ["--at", "0001-01-01T00:00:00Z"],
+    ],
+    ids=["max-age", "clock-skew", "default-lifetime", "end-of-time", "start-of-time"],
+)
+def test_extreme_times_give_a_verdict(
+    capsys: pytest.CaptureFixture[str], files: Files, extra: list[str]
+) -> None:
+    """Time arithmetic saturates: extreme settings judge, never raise OverflowError."""
+    code, out, err = run(capsys, [*files.args(files.staple()), *extra])
+    assert code in (0, 1)
+    assert "status:" in out
+    assert err == ""

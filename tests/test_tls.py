@@ -353,3 +353,28 @@ def test_resumed_session_carries_no_verdict_and_fails_closed(
                     connection.do_handshake()
                 assert caught.value.result.status is StapleStatus.INVALID
                 assert "resumed" in caught.value.result.reason
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["SSL.Connection", "StapleConnection"])
+def test_idna_2008_names_in_sni(site: Site, plain: bool) -> None:
+    """``faß.de`` as urllib3 sends it (IDNA 2008: xn--fa-hia.de), which the stdlib's
+    IDNA 2003 codec refuses to decode: SNI is A-labels and is read as such (found by
+    the adversarial review of issue 7)."""
+    leaf = site.issuer.issue_cert("xn--fa-hia.de")
+    context = create_context("must-staple", config=trust(site), clock=clock)
+    with (
+        StaplingServer(leaf, site.issuer.ocsp_response(leaf)) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+    ):
+        sock.setblocking(True)
+        if plain:
+            connection = SSL.Connection(context, sock)
+            connection.set_tlsext_host_name(b"xn--fa-hia.de")
+            connection.request_ocsp()
+            connection.set_connect_state()
+        else:
+            connection = StapleConnection(context, sock, server_hostname="faß.de")
+        connection.do_handshake()
+        result = get_staple_result(connection)
+    assert result is not None
+    assert result.status is StapleStatus.GOOD

@@ -1112,3 +1112,54 @@ def test_cache_under_threads(bench: Bench, other_ca: CA, delegate: Identity) -> 
         failures = list(itertools.chain.from_iterable(pool.map(hammer, range(8))))
     assert failures == []
     assert len(cache) <= 3
+
+
+# --- found by the adversarial review of issue 7 ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"max_age": datetime.timedelta.max},
+        {"clock_skew": datetime.timedelta.max},
+        {"default_lifetime": datetime.timedelta.max},
+    ],
+    ids=["max_age", "clock_skew", "default_lifetime"],
+)
+def test_time_settings_at_their_limits_do_not_overflow(
+    bench: Bench, settings: dict[str, datetime.timedelta]
+) -> None:
+    """Time arithmetic saturates: "forever" is a setting, not an OverflowError."""
+    for next_update in (..., None):
+        staple = bench.ca.ocsp_response(bench.leaf, next_update=next_update)
+        result = validate_staple(staple, bench.leaf.cert, bench.ca.cert, now=NOW, **settings)  # type: ignore[arg-type]
+        assert result.status is StapleStatus.GOOD, result.reason
+
+
+def test_responses_dated_at_the_end_of_time_do_not_overflow(bench: Bench) -> None:
+    far = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.timezone.utc)
+    staple = bench.ca.ocsp_response(bench.leaf, this_update=far, next_update=None)
+    result = validate_staple(staple, bench.leaf.cert, bench.ca.cert, now=NOW)
+    assert result.status is StapleStatus.INVALID
+    assert "in the future" in result.reason
+    result = validate_staple(staple, bench.leaf.cert, bench.ca.cert, now=far)
+    assert result.status is StapleStatus.GOOD, result.reason
+
+
+def test_delegate_candidates_are_described_by_size_until_their_signature_verifies(
+    bench: Bench,
+) -> None:
+    """Candidates with huge subjects (the peer's, unsigned) are neither parsed nor
+    printed in full before the issuer's signature over them is checked."""
+    from tests.hostile_staples import candidates_with_long_subjects
+
+    result = validate_staple(
+        candidates_with_long_subjects(bench.ca, bench.leaf),
+        bench.leaf.cert,
+        bench.ca.cert,
+        now=NOW,
+    )
+    assert result.status is StapleStatus.INVALID
+    assert "(a name of 16" in result.reason
+    assert "its signature does not verify" in result.reason
+    assert len(result.reason) < 300

@@ -176,7 +176,7 @@ def make_ocsp_response(
     entries.extend(extra_entries)
 
     if responder_id == "name":
-        rid = asn1.explicit(1, signer_cert.subject.public_bytes())
+        rid = asn1.explicit(1, _subject_der(signer_cert))
     elif responder_id == "key":
         rid = asn1.explicit(2, asn1.octet_string(_key_bits_hash(signer_cert, hashlib.sha1)))
     else:
@@ -226,7 +226,7 @@ def _single(ca: CA, entry: OCSPEntry, default_this_update: datetime.datetime) ->
     hash_oid, digest, _ = _HASHES[entry.cert_id_hash]
     cert_id = asn1.sequence(
         asn1.sequence(asn1.oid(hash_oid), asn1.null()),
-        asn1.octet_string(digest(issuer.cert.subject.public_bytes()).digest()),
+        asn1.octet_string(digest(_subject_der(issuer.cert)).digest()),
         asn1.octet_string(_key_bits_hash(issuer.cert, digest)),
         asn1.integer(entry.serial_number),
     )
@@ -296,6 +296,14 @@ def _sign(key: PrivateKey, data: bytes, hash_name: str, rsa_pss: bool) -> tuple[
         oid = _DSA_OIDS["sha256"]
         return asn1.sequence(asn1.oid(oid)), key.sign(data, hashes.SHA256())
     raise TypeError(f"cannot sign with {type(key).__name__}")
+
+
+def _subject_der(cert: x509.Certificate) -> bytes:
+    """The subject Name as encoded in the certificate (which cryptography may not
+    parse: a legacy T61String, say); the CertID and ResponderID use these bytes."""
+    from .._der import certificate_fields
+
+    return certificate_fields(cert.public_bytes(serialization.Encoding.DER)).subject
 
 
 def _key_bits_hash(cert: x509.Certificate, digest: object) -> bytes:

@@ -16,6 +16,7 @@ import dataclasses
 import datetime
 import functools
 import hashlib
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar, Union
 
@@ -302,10 +303,14 @@ class CertPair:
         return self._issuer
 
 
-def _digest(*parts: bytes) -> bytes:
-    """SHA-256 over length-prefixed ``parts``: a memo key no two inputs share."""
-    framed = b"".join(len(part).to_bytes(8, "big") + part for part in parts)
-    return hashlib.sha256(framed).digest()
+def _digest(first: bytes, second: bytes, third: bytes) -> bytes:
+    """SHA-256 over the three lengths, then the three parts: a memo key no two inputs
+    share (the lengths fix where each part ends)."""
+    lengths = _LENGTHS.pack(len(first), len(second), len(third))
+    return hashlib.sha256(lengths + first + second + third).digest()
+
+
+_LENGTHS = struct.Struct(">QQQ")
 
 
 def _leaf_facts(certs: CertPair, cache: StapleCache | None) -> LeafFacts:

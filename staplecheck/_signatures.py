@@ -32,8 +32,11 @@ __all__ = [
     "RSA_PKCS1",
     "RSA_PSS",
     "NotIssuedError",
+    "UnsupportedSignatureError",
     "check_issued_by",
+    "key_kind",
     "signed_with_sha1",
+    "verify",
 ]
 
 # RFC 3279 §2.2, RFC 4055 §5, RFC 5758 §3.2, RFC 8410 §3: OID -> hash.
@@ -54,6 +57,64 @@ ECDSA: dict[str, Callable[[], hashes.HashAlgorithm]] = {
 RSA_PSS = "1.2.840.113549.1.1.10"
 ED25519 = "1.3.101.112"
 ED448 = "1.3.101.113"
+
+
+_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+
+
+class UnsupportedSignatureError(ValueError):
+    """The key and the named algorithm do not go together, or are not supported."""
+
+
+def verify(
+    key: object,
+    oid: str,
+    signature: bytes,
+    data: bytes,
+    pss: tuple[padding.PSS, hashes.HashAlgorithm] | None = None,
+) -> hashes.HashAlgorithm | None:
+    """Verify ``signature`` over ``data`` with ``key`` by the algorithm ``oid`` names
+    (``pss``: its RSA-PSS parameters); return the hash used (``None`` for EdDSA).
+
+    Raises ``InvalidSignature`` when it does not verify, and
+    :class:`UnsupportedSignatureError` when the key does not fit the algorithm or
+    either is not in the tables above (ECDSA on P-256, P-384 and P-521 only): fail
+    closed."""
+    if oid in RSA_PKCS1 and isinstance(key, rsa.RSAPublicKey):
+        digest: hashes.HashAlgorithm | None = RSA_PKCS1[oid]()
+        assert digest is not None
+        key.verify(signature, data, padding.PKCS1v15(), digest)
+        return digest
+    if oid == RSA_PSS and isinstance(key, rsa.RSAPublicKey) and pss is not None:
+        key.verify(signature, data, pss[0], pss[1])
+        return pss[1]
+    if oid in ECDSA and isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, _CURVES):
+            raise UnsupportedSignatureError(
+                f"uses curve {key.curve.name}; only P-256, P-384 and P-521 are accepted"
+            )
+        digest = ECDSA[oid]()
+        assert digest is not None
+        key.verify(signature, data, ec.ECDSA(digest))
+        return digest
+    if (oid == ED25519 and isinstance(key, ed25519.Ed25519PublicKey)) or (
+        oid == ED448 and isinstance(key, ed448.Ed448PublicKey)
+    ):
+        key.verify(signature, data)
+        return None
+    raise UnsupportedSignatureError(
+        f"algorithm {oid} with a key of type {key_kind(key)} is not supported"
+    )
+
+
+def key_kind(key: object) -> str:
+    kinds = {
+        rsa.RSAPublicKey: "RSA",
+        ec.EllipticCurvePublicKey: "EC",
+        ed25519.Ed25519PublicKey: "Ed25519",
+        ed448.Ed448PublicKey: "Ed448",
+    }
+    return next((name for kind, name in kinds.items() if isinstance(key, kind)), "unsupported")
 
 
 class NotIssuedError(ValueError):
@@ -82,26 +143,17 @@ def check_issued_by(
         subject = _der.certificate_fields(issuer_der).subject
         if not same_name(named, lambda: cert.issuer, subject, lambda: issuer.subject):
             raise NotIssuedError("its issuer name is not the issuer's subject")
-        key = issuer.public_key()
         oid = cert.signature_algorithm_oid.dotted_string
         data, signature = _der.tbs_and_signature(cert_der)
-        if oid in RSA_PKCS1 and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), RSA_PKCS1[oid]())
-        elif oid == RSA_PSS and isinstance(key, rsa.RSAPublicKey):
-            pss = cert.signature_algorithm_parameters
-            if not isinstance(pss, padding.PSS):
+        pss = None
+        if oid == RSA_PSS:
+            parameters = cert.signature_algorithm_parameters
+            if not isinstance(parameters, padding.PSS):
                 raise NotIssuedError("its RSA-PSS parameters cannot be read")
-            key.verify(signature, data, pss, _hash_of(cert))
-        elif oid in ECDSA and isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(ECDSA[oid]()))
-        elif (oid == ED25519 and isinstance(key, ed25519.Ed25519PublicKey)) or (
-            oid == ED448 and isinstance(key, ed448.Ed448PublicKey)
-        ):
-            key.verify(signature, data)
-        else:
-            raise NotIssuedError(
-                f"its signature algorithm {oid} does not fit the issuer's key or is not supported"
-            )
+            pss = (parameters, _hash_of(cert))
+        verify(issuer.public_key(), oid, signature, data, pss)
+    except UnsupportedSignatureError as error:
+        raise NotIssuedError(f"its signature {error}") from None
     except InvalidSignature:
         raise NotIssuedError("its signature does not verify with the issuer's key") from None
     except (UnsupportedAlgorithm, ValueError, TypeError, IndexError) as error:

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, TypeVar, Union
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -33,14 +33,12 @@ from ._certfacts import CERT_ID_HASHES, IssuerFacts, LeafFacts, describe_name, s
 from ._result import StapleResult, StapleStatus
 from ._shape import MAX_RESPONSE_BYTES, ResponseShape, ShapeError, read_shape
 from ._signatures import (
-    ECDSA,
-    ED448,
-    ED25519,
-    RSA_PKCS1,
     RSA_PSS,
     NotIssuedError,
+    UnsupportedSignatureError,
     check_issued_by,
     signed_with_sha1,
+    verify,
 )
 
 __all__ = [
@@ -579,7 +577,6 @@ def _check_delegate_extensions(delegate: x509.Certificate, who: str) -> None:
 
 # RFC 6960 §4.2.1 signs with an AlgorithmIdentifier; the accepted ones are in
 # _signatures. Anything else fails closed.
-_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 _HASH_OIDS: dict[str, Callable[[], hashes.HashAlgorithm]] = {
     "1.3.14.3.2.26": hashes.SHA1,
     "2.16.840.1.101.3.4.2.4": hashes.SHA224,
@@ -622,36 +619,17 @@ def _verify_with(
     key = signer.public_key
     data = response.tbs_response_bytes
     signature = response.signature
-    digest: hashes.HashAlgorithm | None = None
     try:
-        if oid in RSA_PKCS1 and isinstance(key, rsa.RSAPublicKey):
-            digest = RSA_PKCS1[oid]()
-            key.verify(signature, data, padding.PKCS1v15(), digest)
-        elif oid == RSA_PSS and isinstance(key, rsa.RSAPublicKey):
-            pss, digest = _pss_parameters(shape.signature_algorithm)
-            key.verify(signature, data, pss, digest)
-        elif oid in ECDSA and isinstance(key, ec.EllipticCurvePublicKey):
-            if not isinstance(key.curve, _CURVES):
-                raise _RuleFailedError(
-                    f"the {signer.description} key is on curve {key.curve.name}; "
-                    "only P-256, P-384 and P-521 are accepted"
-                )
-            digest = ECDSA[oid]()
-            key.verify(signature, data, ec.ECDSA(digest))
-        elif (oid == ED25519 and isinstance(key, ed25519.Ed25519PublicKey)) or (
-            oid == ED448 and isinstance(key, ed448.Ed448PublicKey)
-        ):
-            key.verify(signature, data)
-        else:
-            raise _RuleFailedError(
-                f"signature algorithm {oid} with the {signer.description}'s "
-                f"{_key_kind(key)} key is not supported (RFC 6960 §4.2.1)"
-            )
+        pss = _pss_parameters(shape.signature_algorithm) if oid == RSA_PSS else None
+        return verify(key, oid, signature, data, pss)
+    except UnsupportedSignatureError as error:
+        raise _RuleFailedError(
+            f"the {signer.description}'s signature {error} (RFC 6960 §4.2.1)"
+        ) from None
     except InvalidSignature:
         raise _RuleFailedError(
             f"the signature does not verify with the {signer.description} key (RFC 6960 §3.2)"
         ) from None
-    return digest
 
 
 def _pss_parameters(algorithm_der: bytes) -> tuple[padding.PSS, hashes.HashAlgorithm]:
@@ -1001,13 +979,3 @@ def _downgrade(result: StapleResult, status: StapleStatus, reason: str) -> Stapl
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def _key_kind(key: object) -> str:
-    kinds = {
-        rsa.RSAPublicKey: "RSA",
-        ec.EllipticCurvePublicKey: "EC",
-        ed25519.Ed25519PublicKey: "Ed25519",
-        ed448.Ed448PublicKey: "Ed448",
-    }
-    return next((name for kind, name in kinds.items() if isinstance(key, kind)), "unsupported")

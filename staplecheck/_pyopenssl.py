@@ -23,7 +23,7 @@ from typing import Any, overload
 import certifi
 from cryptography import x509
 from OpenSSL import SSL, crypto
-from OpenSSL._util import lib as _ssl_lib
+from OpenSSL import _util as _openssl_util
 from urllib3.util import wait_for_read, wait_for_write
 
 from ._alabel import a_label
@@ -35,6 +35,10 @@ from ._policy import Policy
 from ._result import StapleResult, StapleStatus
 from ._tlsfeature import has_must_staple
 from ._validate import SHARED_CACHE, CertPair, StapleCache, judge_staple
+
+# OpenSSL calls pyOpenSSL does not wrap (verify result, session reuse); typed loosely,
+# as pyOpenSSL's own typing of its binding varies between releases.
+_ssl_lib: Any = _openssl_util.lib
 
 __all__ = [
     "ClientCert",

@@ -125,7 +125,10 @@ def create_context(
 
     Use it with :class:`StapleConnection`, which asks each connection for a staple,
     raises :class:`StapleError` on rejection and checks the host name. The context's
-    app data is staplecheck's; do not replace it. ``clock`` (default: the system
+    app data is staplecheck's, and so is the app data of every connection made on it
+    (each connection's record of what verification found and its verdict): a plain
+    ``SSL.Connection`` whose app data is the caller's own gets no verdict that can
+    accept. ``clock`` (default: the system
     clock) gives the time staples are judged at; ``cache`` is the evidence cache
     (``None``: none); ``log`` decides what is logged (default: one shared
     :class:`VerdictLog`).

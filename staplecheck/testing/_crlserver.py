@@ -210,7 +210,9 @@ class CRLServer(Service):
 
     def _record(self, path: str, status: int, behaviour: _Behaviour | None) -> None:
         with self._lock:
-            self._history.append(CRLRequestRecord(path, status, behaviour and behaviour.mode))
+            self._history.append(
+                CRLRequestRecord(path, status, behaviour.mode if behaviour else None)
+            )
             self._lock.notify_all()
 
     def _sleep(self, seconds: float) -> None:

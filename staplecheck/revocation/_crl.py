@@ -304,6 +304,11 @@ def _judge(
         )
     der = _from_pem(data) if data.lstrip()[:5] == b"-----" else data
     fields = _read_fields(der)
+    if fields.inner_algorithm != fields.outer_algorithm:
+        raise _RefusedError(
+            "the signature algorithm inside tbsCertList differs from signatureAlgorithm "
+            "(RFC 5280 §5.1.1.2)"
+        )
     try:
         crl = x509.load_der_x509_crl(der)
     except ValueError:
@@ -449,12 +454,7 @@ def _check_signature(
 ) -> bool:
     """RFC 5280 §6.3.3 (g) and §5.1.1.2-3: the issuer's key verifies the signature over
     tbsCertList, by the algorithm named both inside and outside it. Returns whether
-    SHA-1 was used."""
-    if fields.inner_algorithm != fields.outer_algorithm:
-        raise _RefusedError(
-            "the signature algorithm inside tbsCertList differs from signatureAlgorithm "
-            "(RFC 5280 §5.1.1.2)"
-        )
+    SHA-1 was used. (The two algorithm fields were compared in :func:`_judge`.)"""
     oid = crl.signature_algorithm_oid.dotted_string
     try:
         pss = None

@@ -100,10 +100,10 @@ class CRLServer(Service):
         self._behaviours: dict[str | None, _Behaviour] = {}
         self._history: list[CRLRequestRecord] = []
         self._arrived = 0
-        for path, der in (crls or {}).items():
-            self.set_crl(path, der)
         self._server = _HTTPServer(host, port, self)
         self.port: int = int(self._server.server_address[1])
+        for path, der in (crls or {}).items():
+            self.set_crl(path, der)
         self._thread: threading.Thread | None = None
         self._stopped = False
 
@@ -231,6 +231,8 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         crl, behaviour = owner._plan(self.path)
         mode = behaviour.mode if behaviour else None
+        if mode == "redirect" and self.path.endswith("?redirected"):
+            behaviour = mode = None  # the default target answers normally: no loop
         if behaviour is not None and mode == "slow":
             owner._sleep(behaviour.delay)
         if mode == "not-found" or (crl is None and mode not in ("garbage", "oversized")):

@@ -59,8 +59,9 @@ class MemoryStore:
             entry = self._entries.get(key)
             if entry is None:
                 return Miss(MissReason.ABSENT)
+            # Not dropped: time is the caller's, and another caller's ``now`` may be
+            # earlier. Expired entries leave with the LRU bounds.
             if entry.expires_at <= now:
-                self._drop(key)
                 return Miss(MissReason.EXPIRED, f"expired at {entry.expires_at.isoformat()}")
             self._entries.move_to_end(key)
             return entry
@@ -108,7 +109,6 @@ class MemoryStore:
             if mark is None:
                 return Miss(MissReason.ABSENT)
             if mark.until <= now:
-                del self._failures[key]
                 return Miss(MissReason.EXPIRED, f"ran out at {mark.until.isoformat()}")
             return mark
 

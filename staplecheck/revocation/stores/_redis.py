@@ -98,7 +98,6 @@ class RedisStore:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=no_retry,
-            retry_on_timeout=False,
             health_check_interval=0,
             decode_responses=False,
         )

@@ -510,6 +510,8 @@ def _poisoned_file(path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE entries (key, der, stored_at, expires_at)")
         db.execute("CREATE TABLE failures (key, reason, marked_at, until)")
+        db.execute("CREATE TABLE totals (id, entries, bytes)")
+        db.execute("INSERT INTO totals VALUES (0, 'many', NULL)")
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -545,10 +547,24 @@ def test_sqlite_poisoned_rows_are_misses(tmp_path: Path) -> None:
     assert store.get(keyed(99), now=NOW).reason is MissReason.OVERSIZED  # type: ignore[union-attr]
     assert store.failure(KEY, now=NOW).reason is MissReason.MALFORMED  # type: ignore[union-attr]
     assert store.failure(OTHER, now=NOW).reason is MissReason.MALFORMED  # type: ignore[union-attr]
-    # The store goes on working with good rows beside bad ones.
-    assert store.put(keyed(100), b"ok", now=NOW, expires_at=NOW + HOUR) is None
-    assert isinstance(store.get(keyed(100), now=NOW), Entry)
+    # This file's tables have no primary key, so writes fail: a miss, not an exception.
+    put = store.put(keyed(100), b"ok", now=NOW, expires_at=NOW + HOUR)
+    assert isinstance(put, Miss)
+    assert put.reason is MissReason.UNAVAILABLE
     store.close()
+
+    # A genuine store file with rows of the wrong types beside good ones.
+    genuine = SQLiteStore(tmp_path / "genuine.db")
+    with sqlite3.connect(tmp_path / "genuine.db") as db:
+        db.execute("INSERT INTO entries VALUES (?, 'text', ?, ?)", (KEY, stamp, stamp + 10**10))
+        db.execute("INSERT INTO entries VALUES (?, x'00', 'now', ?)", (OTHER, stamp + 10**10))
+    assert genuine.get(KEY, now=NOW).reason is MissReason.MALFORMED  # type: ignore[union-attr]
+    assert genuine.get(OTHER, now=NOW).reason is MissReason.MALFORMED  # type: ignore[union-attr]
+    assert genuine.put(keyed(100), b"ok", now=NOW, expires_at=NOW + HOUR) is None
+    assert isinstance(genuine.get(keyed(100), now=NOW), Entry)
+    assert genuine.put(KEY, b"good", now=NOW, expires_at=NOW + HOUR) is None  # overwrites
+    assert isinstance(genuine.get(KEY, now=NOW), Entry)
+    genuine.close()
 
 
 _SQLITE_WORKER = textwrap.dedent(

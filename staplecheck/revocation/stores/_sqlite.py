@@ -38,8 +38,27 @@ _TABLES = {
 _COLUMNS = {
     "entries": ["key", "der", "stored_at", "expires_at"],
     "failures": ["key", "reason", "marked_at", "until"],
+    "totals": ["id", "entries", "bytes"],
 }
+# Running totals kept by triggers, so a put checks the bounds in O(1): summing the
+# table on every put cost 0.8 ms at 2,000 entries and grows with the store.
+_TOTALS = (
+    "CREATE TABLE totals (id INTEGER PRIMARY KEY CHECK (id = 0),"
+    " entries INTEGER NOT NULL, bytes INTEGER NOT NULL)",
+    "INSERT INTO totals VALUES (0, 0, 0)",
+    "CREATE TRIGGER entries_added AFTER INSERT ON entries BEGIN UPDATE totals"
+    " SET entries = entries + 1, bytes = bytes + length(NEW.der); END",
+    "CREATE TRIGGER entries_removed AFTER DELETE ON entries BEGIN UPDATE totals"
+    " SET entries = entries - 1, bytes = bytes - length(OLD.der); END",
+    "CREATE TRIGGER entries_replaced AFTER UPDATE OF der ON entries BEGIN UPDATE totals"
+    " SET bytes = bytes - length(OLD.der) + length(NEW.der); END",
+)
 _INDEX = "CREATE INDEX entries_by_age ON entries (stored_at)"
+# An upsert, not INSERT OR REPLACE: REPLACE's implicit delete fires no trigger.
+_PUT = (
+    "INSERT INTO entries VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
+    " der = excluded.der, stored_at = excluded.stored_at, expires_at = excluded.expires_at"
+)
 
 # Keep the newest entries whose running totals fit; one statement, run only when over.
 _EVICT = """
@@ -169,7 +188,7 @@ class SQLiteStore:
                         f"{self.path!r} is an SQLite database of something else,"
                         " not a staplecheck store"
                     )
-                for statement in (*_TABLES.values(), _INDEX):
+                for statement in (*_TABLES.values(), _INDEX, *_TOTALS):
                     db.execute(statement)
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -239,19 +258,22 @@ class SQLiteStore:
             return Miss(MissReason.EXPIRED, "put already expired")
         try:
             with self._transaction() as db:
-                db.execute(
-                    "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)",
-                    (key, der, to_micros(now), to_micros(expires_at)),
-                )
+                db.execute(_PUT, (key, der, to_micros(now), to_micros(expires_at)))
                 self._evict(db, to_micros(now))
         except (sqlite3.Error, StoreError) as error:
             return Miss(MissReason.UNAVAILABLE, str(error))
         return None
 
     def _evict(self, db: sqlite3.Connection, now: int) -> None:
-        count, total = db.execute("SELECT count(*), total(length(der)) FROM entries").fetchone()
-        if count <= self.max_entries and total <= self.max_bytes:
+        row = db.execute("SELECT entries, bytes FROM totals WHERE id = 0").fetchone()
+        if (
+            row is not None
+            and all(type(n) is int for n in row)
+            and row[0] <= self.max_entries
+            and row[1] <= self.max_bytes
+        ):
             return
+        # Over a bound, or totals that someone else broke: evict by the rows themselves.
         db.execute("DELETE FROM entries WHERE expires_at <= ?", (now,))
         db.execute(_EVICT, (self.max_bytes, self.max_entries))
 

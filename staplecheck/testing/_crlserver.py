@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import socket
-import socketserver
 import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ._service import Service
+from ._service import LoopbackHTTPServer, Service
 
 __all__ = ["MISBEHAVIOURS", "CRLRequestRecord", "CRLServer"]
 
@@ -296,41 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # tests read history, not stderr
 
 
-class _HTTPServer(socketserver.ThreadingMixIn, HTTPServer):
-    daemon_threads = False  # so that server_close() joins them
-    block_on_close = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
+class _HTTPServer(LoopbackHTTPServer):
     def __init__(self, host: str, port: int, owner: CRLServer) -> None:
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.owner = owner
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__((host, port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks the host name up; loopback needs no DNS.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        threading.current_thread().name = f"CRLServer-{self.server_address[1]} request"
-        with self._open_lock:
-            self._open.add(request)
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._open_lock:
-                self._open.discard(request)
-
-    def close_connections(self) -> None:
-        """Shut down every open connection, which unblocks its thread."""
-        with self._open_lock:
-            for sock in list(self._open):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that went away is its own business
+        super().__init__(host, port, _Handler, "CRLServer")

@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import dataclasses
 import datetime
-import socket
-import socketserver
 import threading
 import urllib.parse
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from cryptography import x509
@@ -42,7 +39,7 @@ from ._ocsp import (
     make_ocsp_response,
 )
 from ._pki import CA, Identity
-from ._service import Service
+from ._service import LoopbackHTTPServer, Service
 
 __all__ = ["OCSPRequestRecord", "OCSPResponder"]
 
@@ -369,42 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # tests read history, not stderr
 
 
-class _HTTPServer(socketserver.ThreadingMixIn, HTTPServer):
-    daemon_threads = False  # so that server_close() joins them
-    block_on_close = True
-    allow_reuse_address = True
-    request_queue_size = 128  # socketserver's 5 resets clients that arrive together
-
+class _HTTPServer(LoopbackHTTPServer):
     def __init__(self, host: str, port: int, responder: OCSPResponder) -> None:
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.responder = responder
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__((host, port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks the host name up; a loopback test server
-        # does not need that (and it can be slow without DNS).
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        threading.current_thread().name = f"OCSPResponder-{self.server_address[1]} request"
-        with self._open_lock:
-            self._open.add(request)
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._open_lock:
-                self._open.discard(request)
-
-    def close_connections(self) -> None:
-        """Shut down every open connection, which unblocks its thread."""
-        with self._open_lock:
-            for sock in list(self._open):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that went away is its own business
+        super().__init__(host, port, _Handler, "OCSPResponder")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime
 
 from ._interface import Miss, MissReason
+from ._keys import check_key
 
 __all__ = [
     "MAX_REASON_CHARS",
     "check_der",
+    "check_put",
     "check_time",
     "clean_reason",
     "from_micros",
@@ -36,6 +38,26 @@ def check_der(der: bytes, cap: int) -> Miss | None:
         raise TypeError("der must be bytes")
     if len(der) > cap:
         return Miss(MissReason.OVERSIZED, f"{len(der)} bytes, the cap is {cap}")
+    return None
+
+
+def check_put(
+    key: str,
+    der: bytes,
+    now: datetime.datetime,
+    expires_at: datetime.datetime,
+    cap: int,
+) -> Miss | None:
+    """Every backend's ``put`` checks: the key, both times, the size; a :class:`Miss`
+    for a value over ``cap`` or one already expired, ``None`` when it may be stored."""
+    check_key(key)
+    check_time("now", now)
+    check_time("expires_at", expires_at)
+    refused = check_der(der, cap)
+    if refused is not None:
+        return refused
+    if expires_at <= now:
+        return Miss(MissReason.EXPIRED, "put already expired")
     return None
 
 

@@ -6,7 +6,7 @@ import datetime
 import threading
 from collections import OrderedDict
 
-from ._checks import check_der, check_time, clean_reason
+from ._checks import check_put, check_time, clean_reason
 from ._interface import DEFAULT_MAX_VALUE_BYTES, Entry, Failure, Miss, MissReason
 from ._keys import check_key
 
@@ -69,14 +69,9 @@ class MemoryStore:
     def put(
         self, key: str, der: bytes, *, now: datetime.datetime, expires_at: datetime.datetime
     ) -> Miss | None:
-        check_key(key)
-        check_time("now", now)
-        check_time("expires_at", expires_at)
-        refused = check_der(der, self.max_value_bytes)
+        refused = check_put(key, der, now, expires_at, self.max_value_bytes)
         if refused is not None:
             return refused
-        if expires_at <= now:
-            return Miss(MissReason.EXPIRED, "put already expired")
         with self._lock:
             self._drop(key)
             self._entries[key] = Entry(der=der, stored_at=now, expires_at=expires_at)

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any, Protocol
 
-from ._checks import MAX_REASON_CHARS, check_der, check_time, clean_reason, from_micros
+from ._checks import MAX_REASON_CHARS, check_put, check_time, clean_reason, from_micros
 from ._checks import to_micros as _micros
 from ._interface import DEFAULT_MAX_VALUE_BYTES, Entry, Failure, Miss, MissReason, StoreError
 from ._keys import KEY_PREFIX, check_key
@@ -185,10 +185,7 @@ class RedisStore:
     def put(
         self, key: str, der: bytes, *, now: datetime.datetime, expires_at: datetime.datetime
     ) -> Miss | None:
-        check_key(key)
-        check_time("now", now)
-        check_time("expires_at", expires_at)
-        refused = check_der(der, self.max_value_bytes)
+        refused = check_put(key, der, now, expires_at, self.max_value_bytes)
         if refused is not None:
             return refused
         return self._write(key, _ENTRY, der, now, expires_at)

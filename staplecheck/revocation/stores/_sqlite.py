@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ._checks import check_der, check_time, clean_reason, from_micros, to_micros
+from ._checks import check_put, check_time, clean_reason, from_micros, to_micros
 from ._interface import DEFAULT_MAX_VALUE_BYTES, Entry, Failure, Miss, MissReason, StoreError
 from ._keys import check_key
 
@@ -248,14 +248,9 @@ class SQLiteStore:
     def put(
         self, key: str, der: bytes, *, now: datetime.datetime, expires_at: datetime.datetime
     ) -> Miss | None:
-        check_key(key)
-        check_time("now", now)
-        check_time("expires_at", expires_at)
-        refused = check_der(der, self.max_value_bytes)
+        refused = check_put(key, der, now, expires_at, self.max_value_bytes)
         if refused is not None:
             return refused
-        if expires_at <= now:
-            return Miss(MissReason.EXPIRED, "put already expired")
         try:
             with self._transaction() as db:
                 db.execute(_PUT, (key, der, to_micros(now), to_micros(expires_at)))

@@ -10,6 +10,7 @@ from ._keys import check_key
 __all__ = [
     "MAX_REASON_CHARS",
     "check_der",
+    "check_mark",
     "check_put",
     "check_time",
     "clean_reason",
@@ -58,6 +59,17 @@ def check_put(
         return refused
     if expires_at <= now:
         return Miss(MissReason.EXPIRED, "put already expired")
+    return None
+
+
+def check_mark(key: str, now: datetime.datetime, until: datetime.datetime) -> Miss | None:
+    """Every backend's ``mark_failure`` checks: the key and both times; a :class:`Miss`
+    for a mark already expired, ``None`` when it may be stored."""
+    check_key(key)
+    check_time("now", now)
+    check_time("until", until)
+    if until <= now:
+        return Miss(MissReason.EXPIRED, "marked already expired")
     return None
 
 

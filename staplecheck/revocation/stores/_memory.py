@@ -6,7 +6,7 @@ import datetime
 import threading
 from collections import OrderedDict
 
-from ._checks import check_put, check_time, clean_reason
+from ._checks import check_mark, check_put, check_time, clean_reason
 from ._interface import DEFAULT_MAX_VALUE_BYTES, Entry, Failure, Miss, MissReason
 from ._keys import check_key
 
@@ -83,11 +83,9 @@ class MemoryStore:
     def mark_failure(
         self, key: str, *, now: datetime.datetime, until: datetime.datetime, reason: str
     ) -> Miss | None:
-        check_key(key)
-        check_time("now", now)
-        check_time("until", until)
-        if until <= now:
-            return Miss(MissReason.EXPIRED, "marked already expired")
+        refused = check_mark(key, now, until)
+        if refused is not None:
+            return refused
         mark = Failure(reason=clean_reason(reason), marked_at=now, until=until)
         with self._lock:
             self._failures[key] = mark

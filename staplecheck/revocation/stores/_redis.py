@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any, Protocol
 
-from ._checks import MAX_REASON_CHARS, check_put, check_time, clean_reason, from_micros
+from ._checks import MAX_REASON_CHARS, check_mark, check_put, check_time, clean_reason, from_micros
 from ._checks import to_micros as _micros
 from ._interface import DEFAULT_MAX_VALUE_BYTES, Entry, Failure, Miss, MissReason, StoreError
 from ._keys import KEY_PREFIX, check_key
@@ -193,9 +193,9 @@ class RedisStore:
     def mark_failure(
         self, key: str, *, now: datetime.datetime, until: datetime.datetime, reason: str
     ) -> Miss | None:
-        check_key(key)
-        check_time("now", now)
-        check_time("until", until)
+        refused = check_mark(key, now, until)
+        if refused is not None:
+            return refused
         text = clean_reason(reason).encode("utf-8")
         return self._write(key + _FAILURE_SUFFIX, _FAILURE, text, now, until)
 

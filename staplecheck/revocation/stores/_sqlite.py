@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ._checks import check_put, check_time, clean_reason, from_micros, to_micros
+from ._checks import check_mark, check_put, check_time, clean_reason, from_micros, to_micros
 from ._interface import DEFAULT_MAX_VALUE_BYTES, Entry, Failure, Miss, MissReason, StoreError
 from ._keys import check_key
 
@@ -275,11 +275,9 @@ class SQLiteStore:
     def mark_failure(
         self, key: str, *, now: datetime.datetime, until: datetime.datetime, reason: str
     ) -> Miss | None:
-        check_key(key)
-        check_time("now", now)
-        check_time("until", until)
-        if until <= now:
-            return Miss(MissReason.EXPIRED, "marked already expired")
+        refused = check_mark(key, now, until)
+        if refused is not None:
+            return refused
         try:
             with self._transaction() as db:
                 db.execute(

@@ -41,6 +41,8 @@ class _Client(Protocol):
     def delete(self, *names: str) -> Any: ...
     def scan(self, cursor: int = 0, *, match: str, count: int) -> Any: ...
     def close(self) -> None: ...
+    @property
+    def connection_pool(self) -> Any: ...
 
 
 def _import_redis() -> Any:
@@ -232,3 +234,5 @@ class RedisStore:
 
     def close(self) -> None:
         self._client.close()
+        # redis-py 5.0 leaves its own pool's sockets open on close(); newer ones do not.
+        self._client.connection_pool.disconnect()

@@ -40,6 +40,9 @@ from ._signatures import (
     signed_with_sha1,
     verify,
 )
+from ._times import current_window
+from ._times import earlier as _earlier
+from ._times import later as _later
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",
@@ -942,34 +945,12 @@ def _current_window(
     ):
         return window[3], window[4]
     this_update = evidence.result.this_update
-    next_update = evidence.result.next_update
     assert this_update is not None  # every entry has one
-    ends = next_update if next_update is not None else _later(this_update, default_lifetime)
-    earliest = _earlier(this_update, skew)
-    latest = _later(min(ends, _later(this_update, max_age)), skew)
+    earliest, latest = current_window(
+        this_update, evidence.result.next_update, skew, default_lifetime, max_age
+    )
     evidence.window = (skew, default_lifetime, max_age, earliest, latest)
     return earliest, latest
-
-
-_LATEST = datetime.datetime.max.replace(tzinfo=_UTC)
-_EARLIEST = datetime.datetime.min.replace(tzinfo=_UTC)
-
-
-def _later(moment: datetime.datetime, delta: datetime.timedelta) -> datetime.datetime:
-    """``moment + delta``, saturating at the end of time (a response dated 9999, or a
-    policy whose maximum age is "forever", must not overflow into an exception)."""
-    try:
-        return moment + delta
-    except OverflowError:
-        return _LATEST
-
-
-def _earlier(moment: datetime.datetime, delta: datetime.timedelta) -> datetime.datetime:
-    """``moment - delta``, saturating at the start of time."""
-    try:
-        return moment - delta
-    except OverflowError:
-        return _EARLIEST
 
 
 def _downgrade(result: StapleResult, status: StapleStatus, reason: str) -> StapleResult:

@@ -2,7 +2,8 @@
 
 Build a throwaway PKI, issue server certificates (must-staple or not), make OCSP
 responses of every kind, and serve
-them from a local stapling TLS server (:class:`StaplingServer`)::
+them from a local stapling TLS server (:class:`StaplingServer`); make CRLs
+(:func:`make_crl`) and serve them over HTTP (:class:`CRLServer`)::
 
     ca = CA()                                # a root
     inter = ca.create_intermediate()
@@ -11,6 +12,8 @@ them from a local stapling TLS server (:class:`StaplingServer`)::
 """
 
 from ._cases import POLICY_CASES, StapleCase
+from ._crl import CRLEntry, make_crl
+from ._crlserver import CRLServer
 from ._ocsp import OCSPEntry, RawExtension, make_ocsp_response
 from ._pki import CA, Identity, KeyType, generate_key
 from ._responder import OCSPResponder
@@ -19,6 +22,8 @@ from ._server import StaplingServer
 __all__ = [
     "CA",
     "POLICY_CASES",
+    "CRLEntry",
+    "CRLServer",
     "Identity",
     "KeyType",
     "OCSPEntry",
@@ -27,5 +32,6 @@ __all__ = [
     "StapleCase",
     "StaplingServer",
     "generate_key",
+    "make_crl",
     "make_ocsp_response",
 ]

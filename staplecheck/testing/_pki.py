@@ -6,7 +6,7 @@ import dataclasses
 import datetime
 import ipaddress
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, Union
 
 from cryptography import x509
@@ -249,6 +249,7 @@ class CA:
         not_after: datetime.datetime | None = None,
         serial_number: int | None = None,
         ocsp_url: str | None = None,
+        crl_url: str | Sequence[str] | None = None,
         client_auth: bool = False,
         extra_usages: Sequence[x509.ObjectIdentifier] = (),
         signature_hash: SignatureHash = "sha256",
@@ -256,7 +257,8 @@ class CA:
         """A server certificate for DNS names and IP addresses (``"127.0.0.1"``).
 
         ``must_staple`` adds the RFC 7633 TLS Feature ``status_request`` extension;
-        ``ocsp_url`` an Authority Information Access OCSP location;
+        ``ocsp_url`` an Authority Information Access OCSP location; ``crl_url`` (one
+        URL or several) a CRL Distribution Points extension, one point per URL;
         ``signature_hash="sha1"`` signs it with SHA-1 (RSA or ECDSA CAs), as old PKIs did.
         """
         if not names:
@@ -288,6 +290,11 @@ class CA:
                 ),
                 critical=False,
             )
+        if crl_url:
+            from ._crl import crl_distribution_points
+
+            urls = (crl_url,) if isinstance(crl_url, str) else tuple(crl_url)
+            builder = builder.add_extension(crl_distribution_points(*urls), critical=False)
         return self._identity(builder, key, signature_hash)
 
     def issue_responder(
@@ -323,6 +330,12 @@ class CA:
         from ._ocsp import make_ocsp_response
 
         return make_ocsp_response(self, cert, status, **options)
+
+    def crl(self, revoked: Iterable[Any] = (), **options: Any) -> bytes:
+        """A CRL issued by this CA listing ``revoked``: see :func:`make_crl`."""
+        from ._crl import make_crl
+
+        return make_crl(self, revoked, **options)
 
     # --- internals ---
 

@@ -31,10 +31,12 @@ __all__ = [
     "ED25519",
     "RSA_PKCS1",
     "RSA_PSS",
+    "BadParametersError",
     "NotIssuedError",
     "UnsupportedSignatureError",
     "check_issued_by",
     "key_kind",
+    "pss_parameters",
     "signed_with_sha1",
     "verify",
 ]
@@ -105,6 +107,62 @@ def verify(
     raise UnsupportedSignatureError(
         f"algorithm {oid} with a key of type {key_kind(key)} is not supported"
     )
+
+
+# RFC 4055 §2.1: the hashes RSASSA-PSS-params may name, by OID.
+_HASH_OIDS: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "1.3.14.3.2.26": hashes.SHA1,
+    "2.16.840.1.101.3.4.2.4": hashes.SHA224,
+    "2.16.840.1.101.3.4.2.1": hashes.SHA256,
+    "2.16.840.1.101.3.4.2.2": hashes.SHA384,
+    "2.16.840.1.101.3.4.2.3": hashes.SHA512,
+}
+_MGF1 = "1.2.840.113549.1.1.8"
+
+
+class BadParametersError(ValueError):
+    """An RSA-PSS AlgorithmIdentifier's parameters are malformed or not supported."""
+
+
+def pss_parameters(algorithm: bytes) -> tuple[padding.PSS, hashes.HashAlgorithm]:
+    """RFC 4055 §3.1: the RSASSA-PSS-params of an AlgorithmIdentifier (``algorithm``:
+    its content), read from the DER.
+
+    cryptography does not expose them for OCSP responses, nor for CRLs before
+    cryptography 44, so OCSP responses and CRLs alike read them here. Raises
+    :class:`BadParametersError`, naming the rule, for anything else.
+    """
+    try:
+        parts = _der.children(algorithm, 2)
+        fields = {tlv.tag: tlv.value for tlv in _der.children(_der.expect(parts[1], _der.SEQUENCE))}
+        digest = _HASH_OIDS["1.3.14.3.2.26"]
+        if 0xA0 in fields:
+            digest = _pss_hash(_der.read_tlv(fields[0xA0]).value)
+        mgf_digest = _HASH_OIDS["1.3.14.3.2.26"]
+        if 0xA1 in fields:
+            mgf = _der.children(_der.expect(_der.read_tlv(fields[0xA1]), _der.SEQUENCE))
+            if _der.decode_oid(_der.expect(mgf[0], _der.OID)) != _MGF1:
+                raise BadParametersError("RSA-PSS mask generation is not MGF1 (RFC 4055 §3.1)")
+            mgf_digest = _pss_hash(_der.expect(mgf[1], _der.SEQUENCE))
+        salt = 20
+        if 0xA2 in fields:
+            salt = _der.decode_int(_der.expect(_der.read_tlv(fields[0xA2]), _der.INTEGER))
+        if 0xA3 in fields:
+            trailer = _der.decode_int(_der.expect(_der.read_tlv(fields[0xA3]), _der.INTEGER))
+            if trailer != 1:
+                raise BadParametersError("RSA-PSS trailerField must be 1 (RFC 4055 §3.1)")
+        if not 0 <= salt <= 1024:
+            raise BadParametersError(f"RSA-PSS salt length {salt} is out of range")
+    except (_der.DERError, IndexError):
+        raise BadParametersError("malformed RSA-PSS parameters (RFC 4055 §3.1)") from None
+    return padding.PSS(mgf=padding.MGF1(mgf_digest()), salt_length=salt), digest()
+
+
+def _pss_hash(content: bytes) -> Callable[[], hashes.HashAlgorithm]:
+    oid = _der.decode_oid(_der.expect(_der.children(content)[0], _der.OID))
+    if oid not in _HASH_OIDS:
+        raise BadParametersError(f"RSA-PSS hash {oid} is not supported (RFC 4055 §2.1)")
+    return _HASH_OIDS[oid]
 
 
 def key_kind(key: object) -> str:

@@ -23,7 +23,6 @@ from typing import Any, NamedTuple, TypeVar, Union
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -34,9 +33,11 @@ from ._result import StapleResult, StapleStatus
 from ._shape import MAX_RESPONSE_BYTES, ResponseShape, ShapeError, read_shape
 from ._signatures import (
     RSA_PSS,
+    BadParametersError,
     NotIssuedError,
     UnsupportedSignatureError,
     check_issued_by,
+    pss_parameters,
     signed_with_sha1,
     verify,
 )
@@ -578,18 +579,6 @@ def _check_delegate_extensions(delegate: x509.Certificate, who: str) -> None:
             )
 
 
-# RFC 6960 §4.2.1 signs with an AlgorithmIdentifier; the accepted ones are in
-# _signatures. Anything else fails closed.
-_HASH_OIDS: dict[str, Callable[[], hashes.HashAlgorithm]] = {
-    "1.3.14.3.2.26": hashes.SHA1,
-    "2.16.840.1.101.3.4.2.4": hashes.SHA224,
-    "2.16.840.1.101.3.4.2.1": hashes.SHA256,
-    "2.16.840.1.101.3.4.2.2": hashes.SHA384,
-    "2.16.840.1.101.3.4.2.3": hashes.SHA512,
-}
-_MGF1 = "1.2.840.113549.1.1.8"
-
-
 def _verify_signature(
     response: ocsp.OCSPResponse, shape: ResponseShape, candidates: list[_Signer]
 ) -> tuple[list[_Signer], bool]:
@@ -623,7 +612,10 @@ def _verify_with(
     data = response.tbs_response_bytes
     signature = response.signature
     try:
-        pss = _pss_parameters(shape.signature_algorithm) if oid == RSA_PSS else None
+        pss = pss_parameters(shape.signature_algorithm) if oid == RSA_PSS else None
+    except BadParametersError as error:
+        raise _RuleFailedError(str(error)) from None
+    try:
         return verify(key, oid, signature, data, pss)
     except UnsupportedSignatureError as error:
         raise _RuleFailedError(
@@ -633,47 +625,6 @@ def _verify_with(
         raise _RuleFailedError(
             f"the signature does not verify with the {signer.description} key (RFC 6960 §3.2)"
         ) from None
-
-
-def _pss_parameters(algorithm_der: bytes) -> tuple[padding.PSS, hashes.HashAlgorithm]:
-    """RFC 4055 §3.1: RSASSA-PSS-params of the response's signatureAlgorithm.
-
-    cryptography does not expose them for OCSP responses, so they are read from the
-    DER of the AlgorithmIdentifier (``algorithm_der``: its content).
-    """
-    try:
-        algorithm = _der.children(algorithm_der, 2)
-        fields = {
-            tlv.tag: tlv.value for tlv in _der.children(_der.expect(algorithm[1], _der.SEQUENCE))
-        }
-        digest = _HASH_OIDS["1.3.14.3.2.26"]
-        if 0xA0 in fields:
-            digest = _hash_from_algorithm(_der.read_tlv(fields[0xA0]).value)
-        mgf_digest = _HASH_OIDS["1.3.14.3.2.26"]
-        if 0xA1 in fields:
-            mgf = _der.children(_der.expect(_der.read_tlv(fields[0xA1]), _der.SEQUENCE))
-            if _der.decode_oid(_der.expect(mgf[0], _der.OID)) != _MGF1:
-                raise _RuleFailedError("RSA-PSS mask generation is not MGF1 (RFC 4055 §3.1)")
-            mgf_digest = _hash_from_algorithm(_der.expect(mgf[1], _der.SEQUENCE))
-        salt = 20
-        if 0xA2 in fields:
-            salt = _der.decode_int(_der.expect(_der.read_tlv(fields[0xA2]), _der.INTEGER))
-        if 0xA3 in fields:
-            trailer = _der.decode_int(_der.expect(_der.read_tlv(fields[0xA3]), _der.INTEGER))
-            if trailer != 1:
-                raise _RuleFailedError("RSA-PSS trailerField must be 1 (RFC 4055 §3.1)")
-        if not 0 <= salt <= 1024:
-            raise _RuleFailedError(f"RSA-PSS salt length {salt} is out of range")
-    except (_der.DERError, IndexError):
-        raise _RuleFailedError("malformed RSA-PSS parameters (RFC 4055 §3.1)") from None
-    return padding.PSS(mgf=padding.MGF1(mgf_digest()), salt_length=salt), digest()
-
-
-def _hash_from_algorithm(content: bytes) -> Callable[[], hashes.HashAlgorithm]:
-    oid = _der.decode_oid(_der.expect(_der.children(content)[0], _der.OID))
-    if oid not in _HASH_OIDS:
-        raise _RuleFailedError(f"RSA-PSS hash {oid} is not supported (RFC 4055 §2.1)")
-    return _HASH_OIDS[oid]
 
 
 def _foreign_entries(

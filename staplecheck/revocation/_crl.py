@@ -28,12 +28,17 @@ from collections.abc import Mapping
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
 
 from .. import _der
 from .._certfacts import describe_name, same_name
 from .._result import StapleResult, StapleStatus
-from .._signatures import RSA_PSS, UnsupportedSignatureError, verify
+from .._signatures import (
+    RSA_PSS,
+    BadParametersError,
+    UnsupportedSignatureError,
+    pss_parameters,
+    verify,
+)
 from .._times import current_window, earlier, later
 from .._tlsfeature import has_must_staple
 
@@ -460,12 +465,10 @@ def _check_signature(
     try:
         pss = None
         if oid == RSA_PSS:
-            parameters = crl.signature_algorithm_parameters
-            digest = crl.signature_hash_algorithm
-            if not isinstance(parameters, padding.PSS) or digest is None:
-                raise _RefusedError("the CRL's RSA-PSS parameters cannot be read (RFC 4055 §3.1)")
-            pss = (parameters, digest)
+            pss = pss_parameters(_der.read_tlv(fields.outer_algorithm).value)
         used = verify(issuer.public_key(), oid, fields.signature, fields.tbs, pss)
+    except BadParametersError as error:
+        raise _RefusedError(f"the CRL's {error}") from None
     except UnsupportedSignatureError as error:
         raise _RefusedError(f"the CRL's signature {error} (RFC 5280 §6.3.3 (g))") from None
     except InvalidSignature:

@@ -20,7 +20,9 @@ Rules, for OCSP responders and CRL distribution points alike:
   most the time left, so a server that drips one byte at a time is cut off at the
   deadline, not at one timeout per byte. Name resolution (``getaddrinfo``) cannot be
   interrupted in the standard library: a hung resolver can overrun :func:`fetch`;
-  :func:`fetch_first` returns at the deadline whatever its threads are doing.
+  :func:`fetch_first` returns at the deadline whatever its threads are doing. Over
+  ``https://`` (opt-in) each receive is bounded by the time left when the connection
+  was made, not re-armed per receive: the same holds there.
 - 200 only, the expected Content-Type only (``application/ocsp-response`` for OCSP;
   ``application/pkix-crl`` for CRLs, and also ``application/x-pkcs7-crl`` (older
   IIS, ADCS) and ``application/octet-stream`` (servers that know no better), since
@@ -35,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.client
+import os
 import queue
 import socket
 import ssl
@@ -155,8 +158,28 @@ class _Connection(http.client.HTTPConnection):
         self._clock = clock
         self._cancel = cancel
 
+        self.raw: socket.socket | None = None
+        """The TCP socket this connection made (registered with the cancellation)."""
+        self.made: socket.socket | None = None
+        """The socket it reads from (the TLS one over ``raw`` for https), closed by
+        :meth:`discard`."""
+
     def connect(self) -> None:
-        self.sock = _open(self.host, self.port, self._deadline, self._clock, self._cancel)
+        self.sock = self.raw = self.made = _open(
+            self.host, self.port, self._deadline, self._clock, self._cancel
+        )
+
+    def discard(self) -> None:
+        """Close the connection and its socket now. http.client leaves the socket
+        open (until garbage collection) when a response was begun and not closed,
+        as after a ConnectionError in ``getresponse``."""
+        self.close()
+        made, self.made = self.made, None
+        if made is not None:
+            with contextlib.suppress(OSError):
+                fd = made.detach()
+                if fd >= 0:
+                    os.close(fd)
 
 
 class _TLSConnection(_Connection):
@@ -166,8 +189,9 @@ class _TLSConnection(_Connection):
 
     def connect(self) -> None:
         raw = _open(self.host, self.port, self._deadline, self._clock, self._cancel)
+        self.raw = self.made = raw
         context = ssl.create_default_context()
-        self.sock = context.wrap_socket(raw, server_hostname=self.host)
+        self.sock = self.made = context.wrap_socket(raw, server_hostname=self.host)
 
 
 def _open(
@@ -253,8 +277,8 @@ def fetch(
         if body is not None:
             headers["Content-Type"] = content_type or "application/octet-stream"
         connection.request("POST" if body is not None else "GET", target, body, headers)
-        response = connection.getresponse()
-        return _read(response, accept, max_bytes, fail)
+        with connection.getresponse() as response:
+            return _read(response, accept, max_bytes, fail)
     except FetchError:
         raise
     except _CancelledError:
@@ -269,10 +293,9 @@ def fetch(
             raise fail("cancelled: another source answered first") from None
         raise fail(_describe(error)) from None
     finally:
-        sock = connection.sock
-        if _cancel is not None and sock is not None:
-            _cancel.unregister(sock)
-        connection.close()
+        if _cancel is not None and connection.raw is not None:
+            _cancel.unregister(connection.raw)
+        connection.discard()
 
 
 def _read(

@@ -412,11 +412,24 @@ def _other_nonce(value: bytes) -> bytes:
 
 
 def _decode_get_path(path: str) -> bytes:
-    """The DER request in a GET path: ``/`` + URL-encoded base64 (RFC 6960 A.1)."""
-    encoded = urllib.parse.unquote(urllib.parse.urlsplit(path).path.lstrip("/"))
-    encoded = encoded.replace("-", "+").replace("_", "/").replace(" ", "+")
-    encoded += "=" * (-len(encoded) % 4)
-    return base64.b64decode(encoded, validate=True)
+    """The DER request in a GET path: ``/`` + URL-encoded base64 (RFC 6960 A.1).
+
+    The responder may live under a path (``/ocsp/`` + the request): the last path
+    segment is taken when it parses as a request, else the whole path (clients that
+    do not URL-encode the base64 leave its ``/`` characters raw)."""
+    raw = urllib.parse.urlsplit(path).path.lstrip("/")
+    candidates = [raw.rsplit("/", 1)[-1], raw] if "/" in raw else [raw]
+    for candidate in candidates:
+        encoded = urllib.parse.unquote(candidate)
+        encoded = encoded.replace("-", "+").replace("_", "/").replace(" ", "+")
+        encoded += "=" * (-len(encoded) % 4)
+        try:
+            der = base64.b64decode(encoded, validate=True)
+            ocsp.load_der_ocsp_request(der)
+        except (ValueError, binascii.Error):
+            continue
+        return der
+    raise ValueError("no OCSP request in the path")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -458,9 +471,12 @@ class _Handler(BaseHTTPRequestHandler):
         if mode in ("close", "reset"):
             responder._arrive()
             if mode == "reset":
+                # Closed here with a zero linger, before socketserver's shutdown() could
+                # send a FIN: the client sees a reset.
                 self.connection.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
                 )
+                self.connection.close()
             self.close_connection = True
             return True
         if mode == "slow":

@@ -632,17 +632,18 @@ class OpenSSLResponder(RealServer):
         self.good = good
 
     def stop(self) -> None:
-        """Stop the relay, then the responder's workers: ``-multi`` forks them into a
-        process group of their own, and they outlive their parent (killed by the
-        relay's death signal). They are found by the session this server started
-        (``start_new_session``: its id is the relay's pid) and killed by their ids."""
+        """Kill the responder's processes, then stop the relay. ``-multi`` forks workers
+        into a process group of their own that outlive their parent, and the wedged
+        ones ignore SIGTERM (the relay would wait 5 s). They are found by the session
+        this server started (``start_new_session``: its id is the relay's pid) and
+        killed by their ids."""
         session = self.pid
+        if session is not None:
+            for pid in _session_members(session):
+                if pid != session:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
         super().stop()
-        if session is None:
-            return
-        for pid in _session_members(session):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
 
     def _command(self, binary: str, port: int) -> list[str]:
         directory = self.directory

@@ -415,21 +415,22 @@ def _decode_get_path(path: str) -> bytes:
     """The DER request in a GET path: ``/`` + URL-encoded base64 (RFC 6960 A.1).
 
     The responder may live under a path (``/ocsp/`` + the request): the last path
-    segment is taken when it parses as a request, else the whole path (clients that
-    do not URL-encode the base64 leave its ``/`` characters raw)."""
+    segment is taken when it decodes to an OCSP request; otherwise the whole path is
+    (clients that do not URL-encode the base64 leave its ``/`` characters raw)."""
     raw = urllib.parse.urlsplit(path).path.lstrip("/")
-    candidates = [raw.rsplit("/", 1)[-1], raw] if "/" in raw else [raw]
-    for candidate in candidates:
-        encoded = urllib.parse.unquote(candidate)
-        encoded = encoded.replace("-", "+").replace("_", "/").replace(" ", "+")
-        encoded += "=" * (-len(encoded) % 4)
-        try:
-            der = base64.b64decode(encoded, validate=True)
+    if "/" in raw:
+        with contextlib.suppress(ValueError, binascii.Error):
+            der = _decode_base64(raw.rsplit("/", 1)[-1])
             ocsp.load_der_ocsp_request(der)
-        except (ValueError, binascii.Error):
-            continue
-        return der
-    raise ValueError("no OCSP request in the path")
+            return der
+    return _decode_base64(raw)
+
+
+def _decode_base64(text: str) -> bytes:
+    encoded = urllib.parse.unquote(text)
+    encoded = encoded.replace("-", "+").replace("_", "/").replace(" ", "+")
+    encoded += "=" * (-len(encoded) % 4)
+    return base64.b64decode(encoded, validate=True)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -332,6 +333,9 @@ def test_unauthorized_signer_and_stale_are_never_good(
     old = NOW - datetime.timedelta(days=3)
     der = make_ocsp_response(issuer, leaf, "good", this_update=old)
     assert judge(der, certs).status is StapleStatus.STALE
+    future = NOW + datetime.timedelta(hours=1)
+    der_future = make_ocsp_response(issuer, leaf, "good", this_update=future)
+    assert judge(der_future, certs).status is StapleStatus.INVALID
     # A stale response with a wrong nonce: still not good (invalid).
     assert judge(der, certs, nonce=b"x").status is StapleStatus.INVALID
 
@@ -729,3 +733,39 @@ def test_openssl_ocsp_responder(tmp_path: Path) -> None:
         assert result.status is StapleStatus.INVALID
     finally:
         server.stop()
+
+
+def test_cancelled_attempts_end_at_once(issuer: CA, leaf: Identity, certs: CertPair) -> None:
+    """The losers' sockets are shut down: their threads end, not at the deadline."""
+    with (
+        OCSPResponder(issuer, clock=lambda: NOW) as slow,
+        OCSPResponder(issuer, clock=lambda: NOW) as good,
+    ):
+        slow.misbehave("slow", delay=30)
+        good.set_status(leaf, "good")
+        good.misbehave("slow", delay=0.2)  # the slow one is connected and waiting by then
+        answer = fetch_first(
+            [slow.url, good.url], build_request(certs).der, judge_with(certs), deadline=soon(20)
+        )
+        assert answer.url == good.url
+        ended = time.monotonic() + 1.0
+        while time.monotonic() < ended and any(
+            t.name.startswith("staplecheck-ocsp-") for t in threading.enumerate()
+        ):
+            time.sleep(0.01)
+        assert not [t for t in threading.enumerate() if t.name.startswith("staplecheck-ocsp-")]
+
+
+def test_ipv6_loopback(issuer: CA, leaf: Identity, certs: CertPair) -> None:
+    try:
+        responder = OCSPResponder(issuer, host="::1", clock=lambda: NOW)
+    except OSError as error:
+        pytest.skip(f"no IPv6 loopback here: {error}")
+    with responder:
+        responder.set_status(leaf, "good")
+        assert responder.url.startswith("http://[::1]:")
+        for method in ("POST", "GET"):
+            der = fetch_ocsp(
+                responder.url, build_request(certs).der, method=method, deadline=soon()
+            )
+            assert judge(der, certs).status is StapleStatus.GOOD

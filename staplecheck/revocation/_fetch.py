@@ -133,8 +133,11 @@ class _DeadlineSocket(socket.socket):
 
     deadline: float
     clock: Callable[[], float]
+    cancel: _Cancel | None
 
     def recv_into(self, buffer: memoryview | bytearray, nbytes: int = 0, flags: int = 0) -> int:  # type: ignore[override]
+        if self.cancel is not None and self.cancel.cancelled:
+            raise _CancelledError
         left = self.deadline - self.clock()
         if left <= 0:
             raise TimeoutError("deadline reached")
@@ -204,12 +207,14 @@ def _open(
         if left <= 0:
             raise TimeoutError("deadline reached while connecting")
         sock = _DeadlineSocket(family, kind, proto)
-        sock.deadline, sock.clock = deadline, clock
+        sock.deadline, sock.clock, sock.cancel = deadline, clock, cancel
         try:
             if cancel is not None:
                 cancel.register(sock)
             sock.settimeout(left)
             sock.connect(address)
+            if cancel is not None and cancel.cancelled:  # a shutdown does not stop connect()
+                raise _CancelledError
             return sock
         except OSError as error:
             if cancel is not None:
@@ -217,6 +222,8 @@ def _open(
             sock.close()
             last = error
         except _CancelledError:
+            if cancel is not None:
+                cancel.unregister(sock)
             sock.close()
             raise
     raise last or OSError(f"no address for {host}")
@@ -309,7 +316,7 @@ def _read(
         location = response.getheader("Location", "(none)")
         raise fail(f"HTTP {status} redirect to {location[:200]!r}: redirects are not followed")
     if status != 200:
-        raise fail(f"HTTP {status} {response.reason[:100]}")
+        raise fail(f"HTTP {status} {response.reason[:100]!r}")
     declared = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
     if declared not in accept:
         wanted = " or ".join(sorted(accept))

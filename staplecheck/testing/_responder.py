@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import datetime
+import socket
+import struct
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -41,7 +44,48 @@ from ._ocsp import (
 from ._pki import CA, Identity
 from ._service import LoopbackHTTPServer, Service
 
-__all__ = ["OCSPRequestRecord", "OCSPResponder"]
+__all__ = ["MISBEHAVIOURS", "OCSPRequestRecord", "OCSPResponder"]
+
+MISBEHAVIOURS = (
+    "close",
+    "reset",
+    "slow",
+    "drip",
+    "garbage",
+    "empty",
+    "try-later",
+    "forged",
+    "other-certificate",
+    "oversized",
+    "oversized-stream",
+    "redirect",
+    "http-error",
+    "content-type",
+    "no-nonce",
+    "wrong-nonce",
+)
+"""What :meth:`OCSPResponder.misbehave` can do (the request is still counted and,
+where a response is made, recorded in :attr:`OCSPResponder.history`):
+
+- ``close``: close the connection without sending a byte; ``reset``: close it with a
+  TCP reset. (For "connection refused", :meth:`OCSPResponder.stop` the responder and
+  keep its URL.)
+- ``slow``: wait ``delay`` seconds (default 30; :meth:`~OCSPResponder.stop` ends the
+  wait) before answering; ``drip``: send the answer one byte every ``interval``
+  seconds (default 0.05), headers included.
+- ``garbage``: 200 ``application/ocsp-response`` with ``body`` (default bytes that are
+  no OCSP response); ``empty``: the same with an empty body.
+- ``try-later``: a ``tryLater`` responseStatus; ``forged``: a well-formed response
+  signed by another key (a fresh CA named like this one); ``other-certificate``: a
+  properly signed response about serial number + 1 instead of the one asked.
+- ``oversized``: a valid response padded to ``size`` bytes (default 1 MiB) with an
+  honest Content-Length; ``oversized-stream``: the same with no Content-Length (the
+  end of the body is the end of the connection).
+- ``redirect``: 302 to ``location`` (default this responder's URL + ``redirected/``).
+- ``http-error``: ``status`` (default 500) with no OCSP body.
+- ``content-type``: a proper response labelled ``value`` (default ``text/html``).
+- ``no-nonce``: never echo the request's nonce; ``wrong-nonce``: echo a different one.
+"""
 
 _STATUSES = ("good", "revoked", "unknown")
 _NONCE_OID = "1.3.6.1.5.5.7.48.1.2"
@@ -109,6 +153,9 @@ class OCSPResponder(Service):
         self._arrived = 0
         self._open_gate = threading.Event()
         self._open_gate.set()
+        self._stopping = threading.Event()
+        self._behaviour: tuple[str, dict[str, Any]] | None = None
+        self._forger: CA | None = None
         for serial, status in (statuses or {}).items():
             self.set_status(serial, status)
         self._server = _HTTPServer(host, port, self)
@@ -147,6 +194,23 @@ class OCSPResponder(Service):
         """Replace the extra :func:`make_ocsp_response` options of every later response."""
         with self._lock:
             self._options = dict(options)
+
+    def misbehave(self, mode: str | None, **params: Any) -> None:
+        """Misbehave as ``mode`` (one of :data:`MISBEHAVIOURS`, with its ``params``)
+        from now on; ``None`` behaves again."""
+        if mode is not None and mode not in MISBEHAVIOURS:
+            raise ValueError(f"mode must be one of {MISBEHAVIOURS} or None, not {mode!r}")
+        if mode == "forged" and self._forger is None:
+            # Another key under the same name: only the signature can tell them apart.
+            forger = CA(name=_common_name(self.ca.cert), now=self.ca.now)
+            with self._lock:
+                self._forger = forger
+        with self._lock:
+            self._behaviour = None if mode is None else (mode, dict(params))
+
+    def _current_behaviour(self) -> tuple[str, dict[str, Any]] | None:
+        with self._lock:
+            return self._behaviour
 
     # --- what it saw -------------------------------------------------------------------
 
@@ -208,6 +272,7 @@ class OCSPResponder(Service):
         if self._stopped:
             return
         self._stopped = True
+        self._stopping.set()  # a "slow" responder stops waiting
         self._open_gate.set()  # held requests are answered (or find their client gone)
         if self._thread is not None:
             self._server.shutdown()  # returns once serve_forever has returned
@@ -219,7 +284,11 @@ class OCSPResponder(Service):
 
     def respond(self, request_der: bytes, method: str = "POST") -> bytes:
         """The DER response to one DER OCSP request (what the HTTP handler sends);
-        records it in :attr:`history`."""
+        records it in :attr:`history`. Misbehaviours that change the response itself
+        (``try-later``, ``forged``, ``other-certificate``, ``no-nonce``,
+        ``wrong-nonce``) apply here too."""
+        behaviour = self._current_behaviour()
+        mode = behaviour[0] if behaviour is not None else None
         serial: int | None = None
         try:
             request = ocsp.load_der_ocsp_request(request_der)
@@ -236,10 +305,18 @@ class OCSPResponder(Service):
             options = dict(self._options)
         this_update = self._clock().replace(microsecond=0)
         nonce = _nonce(request)
+        if mode == "no-nonce":
+            nonce = None
+        elif mode == "wrong-nonce" and nonce is not None:
+            nonce = dataclasses.replace(nonce, value=_other_nonce(nonce.value))
         extensions = list(options.pop("extensions", ()))
         if nonce is not None:
             extensions.append(nonce)
         options.setdefault("produced_at", this_update)
+        if mode == "try-later":
+            options["response_status"] = "tryLater"
+        elif mode == "forged":
+            options["responder"] = self._forger
         forced = options.get("response_status", "successful")
         der = make_ocsp_response(
             self.ca,
@@ -247,7 +324,7 @@ class OCSPResponder(Service):
             this_update=this_update,
             extra_entries=[
                 OCSPEntry(
-                    serial_number=serial,
+                    serial_number=serial + 1 if mode == "other-certificate" else serial,
                     status=entry.status,
                     this_update=this_update,
                     next_update=None if self.validity is None else this_update + self.validity,
@@ -321,9 +398,35 @@ def _nonce(request: ocsp.OCSPRequest) -> RawExtension | None:
     return RawExtension(oid=_NONCE_OID, value=extension.value.public_bytes())
 
 
+def _common_name(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(names[0].value) if names else "staplecheck test root"
+
+
+def _other_nonce(value: bytes) -> bytes:
+    """The DER of a Nonce OCTET STRING ``value`` with its last octet changed."""
+    if len(value) <= 2:
+        return b"\x04\x01\x00"
+    return value[:-1] + bytes([value[-1] ^ 0xFF])
+
+
 def _decode_get_path(path: str) -> bytes:
-    """The DER request in a GET path: ``/`` + URL-encoded base64 (RFC 6960 A.1)."""
-    encoded = urllib.parse.unquote(urllib.parse.urlsplit(path).path.lstrip("/"))
+    """The DER request in a GET path: ``/`` + URL-encoded base64 (RFC 6960 A.1).
+
+    The responder may live under a path (``/ocsp/`` + the request): the last path
+    segment is taken when it decodes to an OCSP request; otherwise the whole path is
+    (clients that do not URL-encode the base64 leave its ``/`` characters raw)."""
+    raw = urllib.parse.urlsplit(path).path.lstrip("/")
+    if "/" in raw:
+        with contextlib.suppress(ValueError, binascii.Error):
+            der = _decode_base64(raw.rsplit("/", 1)[-1])
+            ocsp.load_der_ocsp_request(der)
+            return der
+    return _decode_base64(raw)
+
+
+def _decode_base64(text: str) -> bytes:
+    encoded = urllib.parse.unquote(text)
     encoded = encoded.replace("-", "+").replace("_", "/").replace(" ", "+")
     encoded += "=" * (-len(encoded) % 4)
     return base64.b64decode(encoded, validate=True)
@@ -338,6 +441,8 @@ class _Handler(BaseHTTPRequestHandler):
             request = _decode_get_path(self.path)
         except (ValueError, binascii.Error):
             request = b""
+        if self._misbehave_before(request, "GET"):
+            return
         self._send(self.server.responder._serve_http(request, "GET"))
 
     def do_POST(self) -> None:
@@ -352,15 +457,97 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.responder._reject("POST")
             return
         body = self.rfile.read(length)
+        if self._misbehave_before(body, "POST"):
+            return
         self._send(self.server.responder._serve_http(body, "POST"))
 
+    def _misbehave_before(self, request: bytes, method: str) -> bool:
+        """Misbehaviours that need no OCSP response; whether one answered."""
+        responder = self.server.responder
+        behaviour = responder._current_behaviour()
+        if behaviour is None:
+            return False
+        mode, params = behaviour
+        if mode in ("close", "reset"):
+            responder._arrive()
+            if mode == "reset":
+                # Closed here with a zero linger, before socketserver's shutdown() could
+                # send a FIN: the client sees a reset.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.connection.close()
+            self.close_connection = True
+            return True
+        if mode == "slow":
+            responder._arrive()
+            if not responder._stopping.wait(float(params.get("delay", 30.0))):
+                self._send(responder.respond(request, method))
+            self.close_connection = True
+            return True
+        if mode in ("garbage", "empty"):
+            responder._arrive()
+            body = b"" if mode == "empty" else params.get("body", b"\x30\x03not OCSP at all")
+            self._write(200, _CONTENT_TYPE, body)
+            return True
+        if mode == "redirect":
+            responder._arrive()
+            location = params.get("location", responder.url + "redirected/")
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
+        if mode == "http-error":
+            responder._arrive()
+            self._write(int(params.get("status", 500)), "text/plain", b"no answer\n")
+            return True
+        return False
+
     def _send(self, der: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", _CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(der)))
+        behaviour = self.server.responder._current_behaviour()
+        mode, params = behaviour if behaviour is not None else (None, {})
+        content_type = _CONTENT_TYPE
+        if mode == "content-type":
+            content_type = params.get("value", "text/html")
+        if mode in ("oversized", "oversized-stream"):
+            der = der + bytes(max(0, int(params.get("size", 1 << 20)) - len(der)))
+        if mode == "oversized-stream":
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.end_headers()  # no Content-Length: HTTP/1.0, the body ends with the connection
+            for at in range(0, len(der), 65536):
+                self.wfile.write(der[at : at + 65536])
+            self.close_connection = True
+            return
+        if mode == "drip":
+            self._drip(content_type, der, float(params.get("interval", 0.05)))
+            return
+        self._write(200, content_type, der)
+
+    def _write(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
-        self.wfile.write(der)
+        self.wfile.write(body)
+
+    def _drip(self, content_type: str, body: bytes, interval: float) -> None:
+        head = (
+            f"HTTP/1.0 200 OK\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode("ascii")
+        stopping = self.server.responder._stopping
+        try:
+            for byte in head + body:
+                self.wfile.write(bytes((byte,)))
+                self.wfile.flush()
+                if stopping.wait(interval):
+                    break
+        except OSError:
+            pass  # the client gave up: that is what a drip tests
+        self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # tests read history, not stderr

@@ -1,0 +1,571 @@
+"""The blocking fetcher: move bytes over HTTP under strict limits, and judge nothing.
+
+Built on the standard library's ``http.client``, not urllib3, because each rule below
+is then visible in a few lines rather than configured away: ``http.client`` never
+follows a redirect, never reads proxy settings from the environment (``HTTP_PROXY``,
+``NO_PROXY``... are ignored: a responder is asked directly, or not at all), keeps no
+connection pool that could carry state between certificates, and lets the socket be
+made here, so that every receive is bounded by the deadline.
+
+Rules, for OCSP responders and CRL distribution points alike:
+
+- ``http://`` only, unless the caller allows ``https://`` (RFC 6960 and RFC 5280
+  sources are signed; TLS to them adds a certificate check that may need the very
+  revocation answer being fetched).
+- No redirects: a 3xx is a failure that names its Location.
+- A byte cap: a Content-Length over it is refused before the body is read, and a body
+  without one is refused as soon as it passes the cap.
+- Time: ``deadline`` is a ``time.monotonic()`` instant that is never exceeded; each
+  attempt also has its own ``timeout``. Connecting and every single receive wait at
+  most the time left, so a server that drips one byte at a time is cut off at the
+  deadline, not at one timeout per byte. Name resolution (``getaddrinfo``) cannot be
+  interrupted in the standard library: a hung resolver can overrun :func:`fetch`;
+  :func:`fetch_first` returns at the deadline whatever its threads are doing. Over
+  ``https://`` (opt-in) each receive is bounded by the time left when the connection
+  was made, not re-armed per receive: the same holds there.
+- 200 only, the expected Content-Type only (``application/ocsp-response`` for OCSP;
+  ``application/pkix-crl`` for CRLs, and also ``application/x-pkcs7-crl`` (older
+  IIS, ADCS) and ``application/octet-stream`` (servers that know no better), since
+  the CRL judge reads the bytes whatever they are labelled), and a non-empty body.
+
+Every failure raises :class:`FetchError` (reason, URL, elapsed seconds); no socket,
+``http.client`` or ``ssl`` exception escapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.client
+import os
+import queue
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+
+from .._result import StapleResult
+from ._ocsp import DEFINITE, OCSP_REQUEST_TYPE, OCSP_RESPONSE_TYPE, get_url
+
+__all__ = [
+    "CRL_TYPES",
+    "DEFAULT_TIMEOUT",
+    "MAX_CRL_FETCH_BYTES",
+    "MAX_OCSP_FETCH_BYTES",
+    "MAX_PARALLEL",
+    "OCSP_TYPES",
+    "Attempt",
+    "FetchError",
+    "FirstAnswer",
+    "fetch",
+    "fetch_crl",
+    "fetch_first",
+    "fetch_ocsp",
+]
+
+MAX_OCSP_FETCH_BYTES = 65_536
+"""The largest OCSP response read: the validator examines nothing larger
+(``staplecheck._shape.MAX_RESPONSE_BYTES``); real ones are 0.3-6 KB."""
+MAX_CRL_FETCH_BYTES = 32 * 1024 * 1024
+"""The largest CRL read: the CRL judge's own cap (``_crl.MAX_CRL_BYTES``)."""
+DEFAULT_TIMEOUT = 2.0
+"""Seconds per attempt (DESIGN.md: the whole fallback's default budget is 2 s)."""
+MAX_PARALLEL = 8
+"""URLs :func:`fetch_first` queries at once; the rest are not asked (a certificate's
+AIA with hundreds of URLs must not make hundreds of threads)."""
+
+OCSP_TYPES = frozenset({OCSP_RESPONSE_TYPE})
+CRL_TYPES = frozenset(
+    {"application/pkix-crl", "application/x-pkcs7-crl", "application/octet-stream"}
+)
+
+_CHUNK = 65_536
+_USER_AGENT = "staplecheck"
+
+
+class FetchError(Exception):
+    """A fetch failed: ``reason`` says why in words, for the verdict log."""
+
+    def __init__(self, reason: str, url: str, elapsed: float) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.reason = reason
+        self.url = url
+        self.elapsed = elapsed
+        """Seconds from the start of the fetch to the failure."""
+
+
+class _CancelledError(Exception):
+    """The attempt was cancelled (another URL answered first)."""
+
+
+class _Cancel:
+    """Shuts down the sockets of attempts that are no longer wanted, which wakes a
+    thread blocked in connect or recv at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self.cancelled = False
+
+    def register(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.cancelled:
+                raise _CancelledError
+            self._sockets.add(sock)
+
+    def unregister(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class _DeadlineSocket(socket.socket):
+    """A socket whose every receive waits at most until ``deadline``: http.client
+    reads the status line, headers and body through ``recv_into``."""
+
+    deadline: float
+    clock: Callable[[], float]
+    cancel: _Cancel | None
+
+    def recv_into(self, buffer: memoryview | bytearray, nbytes: int = 0, flags: int = 0) -> int:  # type: ignore[override]
+        if self.cancel is not None and self.cancel.cancelled:
+            raise _CancelledError
+        left = self.deadline - self.clock()
+        if left <= 0:
+            raise TimeoutError("deadline reached")
+        self.settimeout(left)
+        return super().recv_into(buffer, nbytes, flags)
+
+
+class _Connection(http.client.HTTPConnection):
+    """An HTTP connection whose socket is a :class:`_DeadlineSocket`."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None,
+        deadline: float,
+        clock: Callable[[], float],
+        cancel: _Cancel | None,
+    ) -> None:
+        super().__init__(host, port, timeout=max(deadline - clock(), 0.001))
+        self._deadline = deadline
+        self._clock = clock
+        self._cancel = cancel
+
+        self.raw: socket.socket | None = None
+        """The TCP socket this connection made (registered with the cancellation)."""
+        self.made: socket.socket | None = None
+        """The socket it reads from (the TLS one over ``raw`` for https), closed by
+        :meth:`discard`."""
+
+    def connect(self) -> None:
+        self.sock = self.raw = self.made = _open(
+            self.host, self.port, self._deadline, self._clock, self._cancel
+        )
+
+    def discard(self) -> None:
+        """Close the connection and its socket now. http.client leaves the socket
+        open (until garbage collection) when a response was begun and not closed,
+        as after a ConnectionError in ``getresponse``."""
+        self.close()
+        made, self.made = self.made, None
+        if made is not None:
+            with contextlib.suppress(OSError):
+                fd = made.detach()
+                if fd >= 0:
+                    os.close(fd)
+
+
+class _TLSConnection(_Connection):
+    """``https://`` (only when the caller allows it): the system's default verification."""
+
+    default_port = 443
+
+    def connect(self) -> None:
+        raw = _open(self.host, self.port, self._deadline, self._clock, self._cancel)
+        self.raw = self.made = raw
+        context = ssl.create_default_context()
+        self.sock = self.made = context.wrap_socket(raw, server_hostname=self.host)
+
+
+def _open(
+    host: str, port: int, deadline: float, clock: Callable[[], float], cancel: _Cancel | None
+) -> socket.socket:
+    """Connect to the first address of ``host`` that answers before ``deadline``."""
+    last: OSError | None = None
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        left = deadline - clock()
+        if left <= 0:
+            raise TimeoutError("deadline reached while connecting")
+        sock = _DeadlineSocket(family, kind, proto)
+        sock.deadline, sock.clock, sock.cancel = deadline, clock, cancel
+        try:
+            if cancel is not None:
+                cancel.register(sock)
+            sock.settimeout(left)
+            sock.connect(address)
+            if cancel is not None and cancel.cancelled:  # a shutdown does not stop connect()
+                raise _CancelledError
+            return sock
+        except OSError as error:
+            if cancel is not None:
+                cancel.unregister(sock)
+            sock.close()
+            last = error
+        except _CancelledError:
+            if cancel is not None:
+                cancel.unregister(sock)
+            sock.close()
+            raise
+    raise last or OSError(f"no address for {host}")
+
+
+def fetch(
+    url: str,
+    *,
+    accept: frozenset[str],
+    max_bytes: int,
+    deadline: float,
+    timeout: float = DEFAULT_TIMEOUT,
+    body: bytes | None = None,
+    content_type: str | None = None,
+    allow_https: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    _cancel: _Cancel | None = None,
+) -> bytes:
+    """GET ``url`` (or POST ``body`` as ``content_type``) and return the body.
+
+    ``accept``: the Content-Types taken (compared without parameters, case-folded).
+    ``deadline``: a ``clock()`` instant (``time.monotonic`` by default) never
+    exceeded; the attempt ends at the earlier of it and ``timeout`` seconds from now.
+    Raises :class:`FetchError` for every failure (see the module docstring).
+    """
+    start = clock()
+    end = min(deadline, start + timeout)
+
+    def fail(reason: str) -> FetchError:
+        return FetchError(reason, url, clock() - start)
+
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "https" and not allow_https:
+        raise fail("https:// sources are refused unless allowed (allow_https=True)")
+    if scheme not in ("http", "https"):
+        raise fail(f"only http:// URLs are fetched, not {parts.scheme or 'a relative URL'}://")
+    try:
+        host = parts.hostname
+        port = parts.port
+    except ValueError as error:
+        raise fail(f"bad URL ({error})") from None
+    if not host:
+        raise fail("the URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise fail("a URL with credentials is refused")
+    if end <= start:
+        raise fail("no time left before the deadline")
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    kind = _TLSConnection if scheme == "https" else _Connection
+    # The port is always given: http.client would otherwise read one out of an IPv6
+    # literal ("::1" would become host "::", port 1).
+    connection = kind(host, port or kind.default_port, end, clock, _cancel)
+    try:
+        headers = {"User-Agent": _USER_AGENT, "Accept": ", ".join(sorted(accept))}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/octet-stream"
+        connection.request("POST" if body is not None else "GET", target, body, headers)
+        with connection.getresponse() as response:
+            return _read(response, accept, max_bytes, fail)
+    except FetchError:
+        raise
+    except _CancelledError:
+        raise fail("cancelled: another source answered first") from None
+    except TimeoutError:
+        if _cancel is not None and _cancel.cancelled:
+            raise fail("cancelled: another source answered first") from None
+        waited = end - start
+        raise fail(f"no answer within {waited:.3f} s") from None
+    except (OSError, http.client.HTTPException, ssl.SSLError, ValueError) as error:
+        if _cancel is not None and _cancel.cancelled:
+            raise fail("cancelled: another source answered first") from None
+        raise fail(_describe(error)) from None
+    finally:
+        if _cancel is not None and connection.raw is not None:
+            _cancel.unregister(connection.raw)
+        connection.discard()
+
+
+def _read(
+    response: http.client.HTTPResponse,
+    accept: frozenset[str],
+    max_bytes: int,
+    fail: Callable[[str], FetchError],
+) -> bytes:
+    status = response.status
+    if 300 <= status < 400:
+        location = response.getheader("Location", "(none)")
+        raise fail(f"HTTP {status} redirect to {location[:200]!r}: redirects are not followed")
+    if status != 200:
+        raise fail(f"HTTP {status} {response.reason[:100]!r}")
+    declared = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
+    if declared not in accept:
+        wanted = " or ".join(sorted(accept))
+        raise fail(f"Content-Type {declared[:100] or '(none)'!r}, not {wanted}")
+    length = response.length  # the Content-Length, when one was sent and not chunked
+    if length is not None and length > max_bytes:
+        raise fail(f"Content-Length {length} is over the cap of {max_bytes} bytes")
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = response.read(min(_CHUNK, max_bytes + 1 - total))
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > max_bytes:
+            raise fail(f"the body is over the cap of {max_bytes} bytes")
+        chunks.append(chunk)
+    if total == 0:
+        raise fail("the body is empty")
+    return b"".join(chunks)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, http.client.IncompleteRead):
+        return f"the body was cut short after {len(error.partial)} bytes"
+    if isinstance(error, http.client.RemoteDisconnected):
+        return "the server closed the connection without answering"
+    if isinstance(error, ConnectionResetError):
+        return "the connection was reset"
+    if isinstance(error, socket.gaierror):
+        return f"the host name cannot be resolved ({error.strerror})"
+    text = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text[:200]}"
+
+
+def fetch_ocsp(
+    url: str,
+    request_der: bytes,
+    *,
+    deadline: float,
+    method: str = "POST",
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = MAX_OCSP_FETCH_BYTES,
+    allow_https: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    _cancel: _Cancel | None = None,
+) -> bytes:
+    """Ask the responder at ``url`` (RFC 6960 Appendix A.1): ``POST`` the DER as
+    ``application/ocsp-request`` (the default), or ``GET`` it base64 in the URL
+    (RFC 5019 §5; meant for requests of at most 255 bytes). The body must be
+    ``application/ocsp-response``; it is not judged here."""
+    if method == "POST":
+        return fetch(
+            url,
+            accept=OCSP_TYPES,
+            max_bytes=max_bytes,
+            deadline=deadline,
+            timeout=timeout,
+            body=request_der,
+            content_type=OCSP_REQUEST_TYPE,
+            allow_https=allow_https,
+            clock=clock,
+            _cancel=_cancel,
+        )
+    if method == "GET":
+        try:
+            target = get_url(url, request_der)
+        except ValueError as error:
+            raise FetchError(str(error), url, 0.0) from None
+        return fetch(
+            target,
+            accept=OCSP_TYPES,
+            max_bytes=max_bytes,
+            deadline=deadline,
+            timeout=timeout,
+            allow_https=allow_https,
+            clock=clock,
+            _cancel=_cancel,
+        )
+    raise ValueError("method must be 'POST' or 'GET'")
+
+
+def fetch_crl(
+    url: str,
+    *,
+    deadline: float,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = MAX_CRL_FETCH_BYTES,
+    allow_https: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+) -> bytes:
+    """GET a CRL from a distribution point (RFC 5280 §4.2.1.13); not judged here."""
+    return fetch(
+        url,
+        accept=CRL_TYPES,
+        max_bytes=max_bytes,
+        deadline=deadline,
+        timeout=timeout,
+        allow_https=allow_https,
+        clock=clock,
+    )
+
+
+# --- several responders at once ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """One responder asked, for the verdict log."""
+
+    url: str
+    outcome: str
+    """``good``, ``revoked``, ``unknown``, ``stale`` or ``invalid`` (a judged
+    response); ``failed`` (no response: see ``reason``); ``cancelled`` (another
+    answered first); ``timeout`` (still running at the deadline); ``skipped``
+    (beyond :data:`MAX_PARALLEL`)."""
+    reason: str
+    milliseconds: float
+    """From the start of :func:`fetch_first` to this attempt's end (or the return)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FirstAnswer:
+    """What :func:`fetch_first` found."""
+
+    result: StapleResult | None
+    """The first definite judgement (good, revoked, unknown), or ``None``."""
+    url: str | None
+    """Who gave it."""
+    der: bytes | None
+    """The response it was judged from (for a store)."""
+    attempts: tuple[Attempt, ...]
+    """Every URL, in the order given."""
+
+
+_Done = tuple[int, str, str, float, StapleResult | None, bytes | None]
+
+
+def fetch_first(
+    urls: Sequence[str],
+    request_der: bytes,
+    judge: Callable[[bytes], StapleResult],
+    *,
+    deadline: float,
+    method: str = "POST",
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = MAX_OCSP_FETCH_BYTES,
+    allow_https: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+) -> FirstAnswer:
+    """Ask every responder in ``urls`` at once (threads; the first :data:`MAX_PARALLEL`)
+    and return the first definite answer (``good``, ``revoked`` or ``unknown`` from
+    ``judge``), cancelling the other attempts. Returns by ``deadline`` in every case,
+    with ``result=None`` when no responder gave a definite answer in time.
+
+    ``judge`` turns a response's bytes into a verdict (for instance
+    :func:`~staplecheck.revocation._ocsp.judge_fetched` with the certificates, nonce
+    and time bound in); it runs in the attempt's thread and must not raise (an
+    exception counts as ``invalid``). A stale or invalid answer does not end the
+    search: another responder may still answer properly.
+    """
+    start = clock()
+    cancel = _Cancel()
+    done: queue.Queue[_Done] = queue.Queue()
+    asked = list(urls[:MAX_PARALLEL])
+
+    def attempt(index: int, url: str) -> None:
+        result: StapleResult | None = None
+        der: bytes | None = None
+        try:
+            der = fetch_ocsp(
+                url,
+                request_der,
+                deadline=deadline,
+                method=method,
+                timeout=timeout,
+                max_bytes=max_bytes,
+                allow_https=allow_https,
+                clock=clock,
+                _cancel=cancel,
+            )
+        except FetchError as error:
+            outcome = "cancelled" if cancel.cancelled else "failed"
+            done.put((index, outcome, error.reason, clock(), None, None))
+            return
+        except Exception as error:  # noqa: BLE001 - reported, never raised in a thread
+            done.put((index, "failed", repr(error)[:200], clock(), None, None))
+            return
+        try:
+            result = judge(der)
+            outcome, reason = result.status.value, result.reason
+        except Exception as error:  # noqa: BLE001 - a judge that raises: no evidence
+            outcome, reason = "invalid", f"the judge raised {error!r}"[:300]
+            result = None
+        done.put((index, outcome, reason, clock(), result, der))
+
+    for index, url in enumerate(asked):
+        threading.Thread(
+            target=attempt, args=(index, url), name=f"staplecheck-ocsp-{index}", daemon=True
+        ).start()
+
+    finished: dict[int, tuple[str, str, float]] = {}
+    winner: tuple[int, StapleResult, bytes] | None = None
+    while len(finished) < len(asked):
+        left = deadline - clock()
+        if left <= 0:
+            break
+        try:
+            index, outcome, reason, when, result, der = done.get(timeout=left)
+        except queue.Empty:
+            break
+        finished[index] = (outcome, reason, when)
+        if result is not None and der is not None and result.status in DEFINITE:
+            winner = (index, result, der)
+            break
+    cancel.cancel()
+    now = clock()
+    attempts = []
+    for index, url in enumerate(urls):
+        if index >= len(asked):
+            attempts.append(
+                Attempt(url=url, outcome="skipped", reason="over MAX_PARALLEL", milliseconds=0.0)
+            )
+        elif index in finished:
+            outcome, reason, when = finished[index]
+            attempts.append(
+                Attempt(url=url, outcome=outcome, reason=reason, milliseconds=(when - start) * 1e3)
+            )
+        elif winner is not None:
+            attempts.append(
+                Attempt(
+                    url=url,
+                    outcome="cancelled",
+                    reason="another responder answered first",
+                    milliseconds=(now - start) * 1e3,
+                )
+            )
+        else:
+            attempts.append(
+                Attempt(
+                    url=url,
+                    outcome="timeout",
+                    reason="no answer before the deadline",
+                    milliseconds=(now - start) * 1e3,
+                )
+            )
+    if winner is None:
+        return FirstAnswer(result=None, url=None, der=None, attempts=tuple(attempts))
+    index, result, der = winner
+    return FirstAnswer(result=result, url=asked[index], der=der, attempts=tuple(attempts))

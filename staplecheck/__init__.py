@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import StapleError, find_staple_error
 from ._hostpolicy import HostPolicies
 from ._log import VerdictLog
-from ._policy import Mode, Policy, PolicyLike, as_policy
+from ._policy import Mode, Policy, PolicyLike, ResponderOverride, as_policy
 from ._pyopenssl import (
     ClientCert,
     StapleConnection,
@@ -40,6 +40,7 @@ __all__ = [
     "Mode",
     "Policy",
     "PolicyLike",
+    "ResponderOverride",
     "StapleAdapter",
     "StapleCache",
     "StapleConnection",

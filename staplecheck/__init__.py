@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._errors import StapleError, find_staple_error
+from ._errors import RevocationError, StapleError, find_staple_error
 from ._hostpolicy import HostPolicies
 from ._log import VerdictLog
 from ._policy import Mode, Policy, PolicyLike, ResponderOverride, as_policy
@@ -20,13 +20,15 @@ from ._pyopenssl import (
     TLSConfig,
     create_context,
     drive_handshake,
+    get_revocation_result,
     get_staple_result,
 )
 from ._result import StapleResult, StapleStatus
 from ._sslcontext import StapleSocket, StapleSSLContext
 from ._tlsfeature import has_must_staple
-from ._urllib3 import pool_manager, proxy_manager, staple_of, use_staple_pools
+from ._urllib3 import pool_manager, proxy_manager, revocation_of, staple_of, use_staple_pools
 from ._validate import SHARED_CACHE, StapleCache, validate_staple
+from .revocation import RevocationChecker, RevocationResult
 
 if TYPE_CHECKING:
     from ._requests import StapleAdapter, session
@@ -41,6 +43,9 @@ __all__ = [
     "Policy",
     "PolicyLike",
     "ResponderOverride",
+    "RevocationChecker",
+    "RevocationError",
+    "RevocationResult",
     "StapleAdapter",
     "StapleCache",
     "StapleConnection",
@@ -56,10 +61,12 @@ __all__ = [
     "create_context",
     "drive_handshake",
     "find_staple_error",
+    "get_revocation_result",
     "get_staple_result",
     "has_must_staple",
     "pool_manager",
     "proxy_manager",
+    "revocation_of",
     "session",
     "staple_of",
     "use_staple_pools",

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import ssl
+from typing import TYPE_CHECKING
 
 from ._result import StapleResult
 
-__all__ = ["StapleError", "find_staple_error"]
+if TYPE_CHECKING:
+    from .revocation import RevocationResult
+
+__all__ = ["RevocationError", "StapleError", "find_staple_error"]
 
 
 class StapleError(ssl.SSLCertVerificationError):
@@ -36,6 +40,44 @@ class StapleError(ssl.SSLCertVerificationError):
 
     def __reduce__(self) -> tuple[type[StapleError], tuple[StapleResult, str | None]]:
         return (type(self), (self.result, self.host))
+
+
+class RevocationError(StapleError):
+    """A TLS connection refused by the revocation check beyond the staple (policy
+    ``hard-fail``, or a fallback that answered ``revoked`` or ``unknown``).
+
+    A :class:`StapleError` (and so an :class:`ssl.SSLCertVerificationError`):
+    ``result`` is the staple's verdict, ``revocation`` the fallback's.
+    """
+
+    __module__ = "staplecheck"
+
+    revocation: RevocationResult
+
+    def __init__(
+        self, result: StapleResult, revocation: RevocationResult, host: str | None = None
+    ) -> None:
+        super().__init__(result, host)
+        where = f" of {host}" if host else ""
+        refused = next((item for item in revocation.chain if item.accepted is False), revocation)
+        which = f" (intermediate {refused.subject})" if refused is not revocation else ""
+        source = refused.source or "no source"
+        message = (
+            f"revocation check{where} refused{which}: {refused.status.value} from {source}: "
+            f"{refused.reason}"
+        )
+        self.args = (1, message)
+        self.revocation = revocation
+        self.verify_message = message
+
+    def __reduce__(self) -> tuple[type[StapleError], tuple[StapleResult, str | None]]:
+        return (_rebuild_revocation_error, (self.result, self.revocation, self.host))  # type: ignore[return-value]
+
+
+def _rebuild_revocation_error(
+    result: StapleResult, revocation: RevocationResult, host: str | None
+) -> RevocationError:
+    return RevocationError(result, revocation, host)
 
 
 def find_staple_error(error: BaseException) -> StapleError | None:

@@ -64,6 +64,17 @@ class VerdictLog:
                 result.reason,
             )
 
+    def pending(self, host: str | None, policy: Policy, result: StapleResult) -> None:
+        """A staple the fallback will answer for (the verdict is logged after it)."""
+        logger.debug(
+            "%s: staple %s under %s, asking the fallback (%s): %s",
+            host or "(no host name)",
+            result.status.value,
+            policy.mode.value,
+            ", ".join(policy.sources),
+            result.reason,
+        )
+
     def _first_in_interval(self, host: str, status: StapleStatus) -> bool:
         key = (host, status)
         now = self._clock()

@@ -27,7 +27,7 @@ from OpenSSL import _util as _openssl_util
 from urllib3.util import wait_for_read, wait_for_write
 
 from ._alabel import a_label
-from ._errors import StapleError
+from ._errors import RevocationError, StapleError
 from ._hostname import check_hostname, is_ip
 from ._hostpolicy import HostPolicies, HostPolicyLike, as_host_policies
 from ._log import VerdictLog
@@ -35,6 +35,7 @@ from ._policy import Policy
 from ._result import StapleResult, StapleStatus
 from ._tlsfeature import has_must_staple
 from ._validate import SHARED_CACHE, CertPair, StapleCache, judge_staple
+from .revocation import RevocationChecker, RevocationResult, default_checker
 
 # OpenSSL calls pyOpenSSL does not wrap (verify result, session reuse); typed loosely,
 # as pyOpenSSL's own typing of its binding varies between releases.
@@ -46,6 +47,7 @@ __all__ = [
     "TLSConfig",
     "create_context",
     "drive_handshake",
+    "get_revocation_result",
     "get_staple_result",
 ]
 
@@ -111,6 +113,9 @@ class _ContextInfo:
     clock: Clock
     cache: StapleCache | None
     log: VerdictLog
+    revocation: RevocationChecker | None
+    """Asked after the handshake when a policy has a fallback; ``None``: the shared
+    default (:func:`staplecheck.revocation.default_checker`)."""
 
 
 def create_context(
@@ -120,6 +125,7 @@ def create_context(
     clock: Clock | None = None,
     cache: StapleCache | None = SHARED_CACHE,
     log: VerdictLog | None = None,
+    revocation: RevocationChecker | None = None,
 ) -> SSL.Context:
     """A pyOpenSSL client ``Context`` that verifies the chain and checks staples.
 
@@ -131,7 +137,9 @@ def create_context(
     accept. ``clock`` (default: the system
     clock) gives the time staples are judged at; ``cache`` is the evidence cache
     (``None``: none); ``log`` decides what is logged (default: one shared
-    :class:`VerdictLog`).
+    :class:`VerdictLog`). ``revocation`` answers for connections whose policy has a
+    fallback (default: one shared :class:`~staplecheck.revocation.RevocationChecker`
+    with an in-memory store).
     """
     config = config or TLSConfig()
     context = SSL.Context(SSL.TLS_CLIENT_METHOD)
@@ -153,6 +161,7 @@ def create_context(
             clock=clock or _utc_now,
             cache=cache,
             log=log or _DEFAULT_LOG,
+            revocation=revocation,
         )
     )
     return context
@@ -248,6 +257,11 @@ class _Handshake:
     a verify callback that overrides them."""
     leaf_der: bytes | None = None
     """The verified leaf's DER, once the OCSP callback has read it."""
+    chain_der: tuple[bytes, ...] | None = None
+    """The verified chain's DER, leaf first, when the policy has a fallback."""
+    staple_der: bytes | None = None
+    revocation: RevocationResult | None = None
+    """The fallback's verdict, after the handshake (policies with a fallback)."""
 
 
 class StapleConnection(SSL.Connection):
@@ -299,6 +313,12 @@ class StapleConnection(SSL.Connection):
         return self._staple.result
 
     @property
+    def revocation(self) -> RevocationResult | None:
+        """The revocation verdict (staple, then fallback sources) when the policy has a
+        fallback; ``None`` otherwise."""
+        return self._staple.revocation
+
+    @property
     def staple_policy(self) -> Policy:
         """The policy this connection's staple was judged under."""
         return self._staple.policy
@@ -326,6 +346,29 @@ class StapleConnection(SSL.Connection):
                     raise ssl.SSLCertVerificationError(1, "the server sent no certificate")
                 der = crypto.dump_certificate(crypto.FILETYPE_ASN1, peer)
             check_hostname(der, state.host or "")
+        if state.chain_der is not None and state.result is not None:
+            self._check_revocation(state)
+
+    def _check_revocation(self, state: _Handshake) -> None:
+        """The fallback, after the handshake and the host name check, before any
+        application byte: outside OpenSSL's callback, within the socket's timeout."""
+        assert state.chain_der is not None
+        assert state.result is not None
+        info = _context_info(self.get_context())
+        checker = info.revocation or default_checker()
+        sock = self._socket
+        timeout = sock.gettimeout() if isinstance(sock, socket.socket) else None
+        state.revocation = checker.check(
+            state.chain_der,
+            state.policy,
+            state.result,
+            staple_der=state.staple_der,
+            timeout=timeout,
+            host=state.host,
+        )
+        if not state.revocation.accepted:
+            state.accepted = False
+            raise RevocationError(state.result, state.revocation, state.host)
 
 
 def drive_handshake(connection: SSL.Connection, sock: socket.socket) -> None:
@@ -347,6 +390,13 @@ def get_staple_result(connection: SSL.Connection) -> StapleResult | None:
     """The staple verdict of a connection made on a staplecheck context, if any."""
     state = connection.get_app_data()
     return state.result if isinstance(state, _Handshake) else None
+
+
+def get_revocation_result(connection: SSL.Connection) -> RevocationResult | None:
+    """The revocation verdict of a :class:`StapleConnection` whose policy has a
+    fallback, once its handshake is done; ``None`` otherwise."""
+    state = connection.get_app_data()
+    return state.revocation if isinstance(state, _Handshake) else None
 
 
 # --- the callbacks -----------------------------------------------------------------------
@@ -411,6 +461,12 @@ def _judge(connection: SSL.Connection, state: _Handshake, der: bytes | None) -> 
             status=StapleStatus.INVALID, reason=f"the staple could not be checked: {error!r}"
         )
     state.result = result
+    if state.chain_der is not None and state.policy.wants_fallback(result):
+        # The fallback may still answer: let the handshake finish; StapleConnection
+        # decides after it (no network I/O in here) and logs the final verdict.
+        state.accepted = True
+        info.log.pending(state.host, state.policy, result)
+        return
     state.accepted = state.policy.accepts(result)
     info.log.record(state.host, state.policy, result, state.accepted)
 
@@ -448,6 +504,10 @@ def _staple_verdict(
         crypto.dump_certificate(crypto.FILETYPE_ASN1, chain[1]) if len(chain) > 1 else leaf_der,
     )
     state.leaf_der = leaf_der
+    if state.policy.needs_revocation_check and isinstance(connection, StapleConnection):
+        rest = (crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) for cert in chain[1:])
+        state.chain_der = (leaf_der, *rest)
+        state.staple_der = der or None
     if der is None:
         return StapleResult(
             status=StapleStatus.INVALID,

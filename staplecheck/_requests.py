@@ -16,8 +16,9 @@ from ._hostpolicy import HostPolicies, HostPolicyLike, as_host_policies
 from ._log import VerdictLog
 from ._pyopenssl import Clock
 from ._sslcontext import StapleSSLContext
-from ._urllib3 import staple_of, use_staple_pools
+from ._urllib3 import revocation_of, staple_of, use_staple_pools
 from ._validate import SHARED_CACHE, StapleCache
+from .revocation import RevocationChecker
 
 __all__ = ["StapleAdapter", "session"]
 
@@ -27,8 +28,10 @@ class StapleAdapter(HTTPAdapter):
 
     ``verify=`` (bool or CA path), ``cert=`` and HTTP proxies (CONNECT) work as with
     the default adapter. Every HTTPS response carries ``response.staple`` (a
-    :class:`StapleResult`; ``None`` under policy ``off``). A rejected staple raises
-    ``requests.exceptions.SSLError`` whose chain holds a :class:`StapleError`.
+    :class:`StapleResult`; ``None`` under policy ``off``) and, for policies with a
+    fallback, ``response.revocation`` (a :class:`RevocationResult`). A refusal raises
+    ``requests.exceptions.SSLError`` whose chain holds a :class:`StapleError` (a
+    :class:`RevocationError` when the fallback refused).
     """
 
     def __init__(
@@ -38,10 +41,13 @@ class StapleAdapter(HTTPAdapter):
         clock: Clock | None = None,
         cache: StapleCache | None = SHARED_CACHE,
         log: VerdictLog | None = None,
+        revocation: RevocationChecker | None = None,
         **kwargs: Any,
     ) -> None:
         self.policies: HostPolicies = as_host_policies(policy)
-        self.ssl_context = StapleSSLContext(self.policies, clock=clock, cache=cache, log=log)
+        self.ssl_context = StapleSSLContext(
+            self.policies, clock=clock, cache=cache, log=log, revocation=revocation
+        )
         super().__init__(**kwargs)
 
     def init_poolmanager(
@@ -81,6 +87,7 @@ class StapleAdapter(HTTPAdapter):
     def build_response(self, req: Any, resp: Any) -> requests.Response:
         response = super().build_response(req, resp)
         response.staple = staple_of(resp)  # type: ignore[attr-defined]
+        response.revocation = revocation_of(resp)  # type: ignore[attr-defined]
         return response
 
 

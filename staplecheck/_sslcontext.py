@@ -39,6 +39,7 @@ from ._pyopenssl import (
 )
 from ._result import StapleResult
 from ._validate import SHARED_CACHE, StapleCache
+from .revocation import RevocationChecker, RevocationResult
 
 __all__ = ["StapleSSLContext", "StapleSocket"]
 
@@ -52,6 +53,11 @@ class StapleSocket(WrappedSocket):
     def staple(self) -> StapleResult | None:
         """The verdict on this connection's staple (``None`` under policy ``off``)."""
         return self.connection.staple
+
+    @property
+    def revocation(self) -> RevocationResult | None:
+        """The revocation verdict (policies with a fallback; ``None`` otherwise)."""
+        return self.connection.revocation
 
     def getpeercert(self, binary_form: bool = False) -> Any:
         """As ``ssl.SSLSocket.getpeercert``: the DER, or the subject and subjectAltName."""
@@ -99,8 +105,10 @@ class StapleSSLContext:
         clock: Clock | None = None,
         cache: StapleCache | None = SHARED_CACHE,
         log: VerdictLog | None = None,
+        revocation: RevocationChecker | None = None,
     ) -> None:
         self.policies = as_host_policies(policy)
+        self._revocation = revocation
         TLSConfig(minimum_version=minimum_version, maximum_version=maximum_version)  # validate
         self.minimum_version = minimum_version
         self.maximum_version = maximum_version
@@ -264,6 +272,7 @@ class StapleSSLContext:
                     clock=self._clock,
                     cache=self._cache,
                     log=self._log,
+                    revocation=self._revocation,
                 )
                 self._contexts[config] = context
             return context

@@ -12,9 +12,10 @@ from urllib3.connectionpool import HTTPSConnectionPool
 from urllib3.response import BaseHTTPResponse
 
 from ._hostpolicy import HostPolicyLike
-from ._pyopenssl import get_staple_result
+from ._pyopenssl import get_revocation_result, get_staple_result
 from ._result import StapleResult
 from ._sslcontext import StapleSocket, StapleSSLContext
+from .revocation import RevocationChecker, RevocationResult
 
 if TYPE_CHECKING:
     # Only for the signature: staplecheck works without requests installed.
@@ -25,6 +26,7 @@ __all__ = [
     "StapleHTTPSConnectionPool",
     "pool_manager",
     "proxy_manager",
+    "revocation_of",
     "staple_of",
     "use_staple_pools",
 ]
@@ -41,8 +43,10 @@ class StapleHTTPSConnection(HTTPSConnection):
         # Read the verdict first: http.client drops ``self.sock`` inside getresponse()
         # when the server closes the connection after this response.
         staple = getattr(self.sock, "staple", None)
+        revocation = getattr(self.sock, "revocation", None)
         response = super().getresponse()
         response.staple = staple  # type: ignore[attr-defined]
+        response.revocation = revocation  # type: ignore[attr-defined]
         return response
 
 
@@ -80,6 +84,23 @@ def staple_of(
     return staple if isinstance(staple, StapleResult) else None
 
 
+def revocation_of(
+    obj: requests.Response | BaseHTTPResponse | StapleSocket | SSL.Connection | None,
+) -> RevocationResult | None:
+    """The revocation verdict behind a requests or urllib3 response, a
+    :class:`StapleSocket` or a pyOpenSSL connection: set when the policy has a fallback
+    (``hard-fail``, or ``fallback=...``), ``None`` otherwise. The typed way to read
+    ``response.revocation``."""
+    if isinstance(obj, SSL.Connection):
+        return get_revocation_result(obj)
+    found = getattr(obj, "revocation", None)
+    if found is None and not isinstance(obj, BaseHTTPResponse):
+        raw = getattr(obj, "raw", None)
+        if isinstance(raw, BaseHTTPResponse):
+            found = getattr(raw, "revocation", None)
+    return found if isinstance(found, RevocationResult) else None
+
+
 def pool_manager(
     policy: HostPolicyLike = "soft-fail",
     *,
@@ -88,12 +109,14 @@ def pool_manager(
     cert_file: str | os.PathLike[str] | None = None,
     key_file: str | os.PathLike[str] | None = None,
     key_password: str | None = None,
+    revocation: RevocationChecker | None = None,
     **kwargs: Any,
 ) -> PoolManager:
     """A urllib3 ``PoolManager`` that checks staples; responses carry ``.staple``.
 
-    Verification is always on (certifi unless ``ca_certs``/``ca_cert_dir``). Other
-    keyword arguments go to ``PoolManager`` (``retries``, ``timeout``, ...).
+    Verification is always on (certifi unless ``ca_certs``/``ca_cert_dir``).
+    ``revocation`` answers for policies with a fallback (default: the shared checker).
+    Other keyword arguments go to ``PoolManager`` (``retries``, ``timeout``, ...).
     """
     context = StapleSSLContext(
         policy,
@@ -102,6 +125,7 @@ def pool_manager(
         certfile=cert_file,
         keyfile=key_file,
         password=key_password,
+        revocation=revocation,
     )
     return use_staple_pools(PoolManager(ssl_context=context, cert_reqs="CERT_REQUIRED", **kwargs))
 

@@ -1,0 +1,673 @@
+"""The revocation check for one connection: staple first, then the cache, live OCSP and
+CRLs, under one time budget.
+
+:class:`RevocationChecker` runs after the handshake (never inside OpenSSL's callback)
+on the chain OpenSSL verified. It plans what to ask (:mod:`._plan`, pure), reads the
+store, asks responders and distribution points through the fetchers, and judges every
+answer with the same rules as a staple (:func:`._ocsp.judge_fetched`) or a CRL
+(:func:`._crl.judge_crl`). What it reads from a store is judged again before use: a
+store can lose answers, never forge them.
+
+Concurrent checks of one certificate make one query (single-flight, per process):
+the first caller asks, the others wait for its result within their own budget. A
+certificate whose sources all failed is marked in the store for
+``failure_ttl``, so a dead responder is not asked on every connection; the mark is
+logged on each skip. Every query, hit, failure and skip is logged (logger
+``staplecheck``) and counted (:attr:`RevocationChecker.counts`).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from .._cache import LRUCache
+from .._certfacts import describe_name
+from .._der import certificate_fields
+from .._policy import Policy
+from .._result import StapleResult, StapleStatus
+from .._validate import SHARED_CACHE, CertPair, StapleCache
+from ._crl import CRLIndex, CRLRefusal, crl_verdict, judge_crl
+from ._crlfiles import CRLFiles
+from ._fetch import FetchError, FirstAnswer, fetch_crl, fetch_first
+from ._ocsp import DEFINITE, build_request, judge_fetched
+from ._plan import Plan, crl_expiry, make_plan, ocsp_expiry
+from ._result import Attempt, RevocationResult
+from .stores import Entry, Failure, MemoryStore, Store, crl_key
+
+__all__ = ["DEFAULT_FAILURE_TTL", "RevocationChecker"]
+
+logger = logging.getLogger("staplecheck")
+
+DEFAULT_FAILURE_TTL = datetime.timedelta(seconds=30)
+"""How long a certificate whose sources all failed is not asked about again."""
+NONCE_BYTES = 16
+
+Clock = Callable[[], datetime.datetime]
+Randomness = Callable[[int], bytes]
+OCSPFetcher = Callable[..., FirstAnswer]
+CRLFetcher = Callable[..., bytes]
+
+_CRL_ANSWERS = frozenset({StapleStatus.GOOD, StapleStatus.REVOKED})
+_OTHER_ISSUER = "the CRL's issuer "  # how judge_crl's issuer-name refusal begins
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+@dataclasses.dataclass
+class _Flight:
+    """One query in progress; followers wait on ``done`` and read ``result``."""
+
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    result: RevocationResult | None = None
+
+
+class RevocationChecker:
+    """Answers "is this certificate revoked?" beyond the staple, for every connection
+    that shares it (share one per process: its single-flight and memos are per object).
+
+    ``store`` keeps answers between connections (a :class:`~.stores.MemoryStore` by
+    default; SQLite or Redis to share them). ``clock`` gives the time answers are
+    judged at, ``monotonic`` the time budgets are measured with, ``randomness`` the
+    nonces; ``fetch_ocsp`` and ``fetch_crl`` do the network I/O (the blocking
+    fetchers by default). ``cache`` memoizes staple-rule validation, as for staples.
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        clock: Clock = _utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        randomness: Randomness = os.urandom,
+        failure_ttl: datetime.timedelta = DEFAULT_FAILURE_TTL,
+        fetch_ocsp: OCSPFetcher = fetch_first,
+        fetch_crl: CRLFetcher = fetch_crl,
+        cache: StapleCache | None = SHARED_CACHE,
+    ) -> None:
+        if failure_ttl < datetime.timedelta(0):
+            raise ValueError("failure_ttl must not be negative")
+        self.store: Store = store if store is not None else MemoryStore()
+        self._clock = clock
+        self._monotonic = monotonic
+        self._randomness = randomness
+        self._failure_ttl = failure_ttl
+        self._fetch_ocsp = fetch_ocsp
+        self._fetch_crl = fetch_crl
+        self._cache = cache
+        self._flights: dict[str, _Flight] = {}
+        self._flights_lock = threading.Lock()
+        # Judged CRLs by (URL or file, issuer, settings, DER digest): a CRL is judged
+        # once, then each connection costs a lookup. Few entries: CRLs can be large.
+        self._crls: LRUCache[CRLIndex | CRLRefusal] = LRUCache(16)
+        self._current_crl: LRUCache[CRLIndex] = LRUCache(16)
+        self._files = CRLFiles()
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._counts_lock = threading.Lock()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many of each event so far: ``cache_hit``, ``ocsp_query``,
+        ``ocsp_answer``, ``crl_fetch``, ``crl_answer``, ``failure``, ``skipped``,
+        ``shared`` (a check that waited for another's query), ``store_miss``..."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    def _count(self, event: str) -> None:
+        with self._counts_lock:
+            self._counts[event] += 1
+
+    # --- one connection ------------------------------------------------------------------
+
+    def check(
+        self,
+        chain: Sequence[bytes],
+        policy: Policy,
+        staple: StapleResult,
+        *,
+        staple_der: bytes | None = None,
+        timeout: float | None = None,
+        host: str | None = None,
+    ) -> RevocationResult:
+        """The revocation verdict for a verified ``chain`` (DER, leaf first, the trust
+        anchor last) whose staple got ``staple``; ``accepted`` says whether ``policy``
+        lets the connection proceed. ``staple_der`` is the staple as sent: a good one is
+        kept for later connections to the same certificate. ``timeout`` (seconds)
+        caps the policy's ``fallback_timeout``. Never raises for what a peer, a
+        responder or a store sent."""
+        budget = (
+            policy.fallback_timeout if timeout is None else min(policy.fallback_timeout, timeout)
+        )
+        deadline = self._monotonic() + max(budget, 0.0)
+        now = self._clock()
+        where = host or "(no host name)"
+        pair = CertPair(chain[0], chain[1]) if len(chain) > 1 else None
+        if staple.status is StapleStatus.GOOD and staple_der and pair is not None:
+            self._remember(pair, staple_der, staple, policy, now)
+        if pair is not None and policy.wants_fallback(staple):
+            leaf = self._ask(pair, policy, now, deadline, where)
+        elif pair is None and policy.wants_fallback(staple):
+            leaf = RevocationResult(
+                status=StapleStatus.MISSING,
+                source=None,
+                reason="the verified chain has no issuer to ask about the certificate",
+                serial_number=staple.serial_number,
+            )
+        else:
+            leaf = RevocationResult(
+                status=staple.status,
+                source=None if staple.status is StapleStatus.MISSING else "staple",
+                reason=staple.reason,
+                serial_number=staple.serial_number,
+                this_update=staple.this_update,
+                next_update=staple.next_update,
+                revocation_time=staple.revocation_time,
+                revocation_reason=staple.revocation_reason,
+                responder=staple.responder,
+            )
+        accepted = policy.accepts(staple, _answer(leaf))
+        intermediates: list[RevocationResult] = []
+        if accepted and policy.check_chain:
+            for index in range(1, len(chain) - 1):
+                result = self._ask(
+                    CertPair(chain[index], chain[index + 1]), policy, now, deadline, where
+                )
+                ok = policy.accepts_answer(_answer(result))
+                intermediates.append(dataclasses.replace(result, accepted=ok))
+                if not ok:
+                    accepted = False
+                    break
+        final = dataclasses.replace(leaf, chain=tuple(intermediates), accepted=accepted)
+        _log_verdict(where, policy, final)
+        return final
+
+    # --- one certificate -----------------------------------------------------------------
+
+    def _ask(
+        self, certs: CertPair, policy: Policy, now: datetime.datetime, deadline: float, where: str
+    ) -> RevocationResult:
+        subject = _subject(certs)
+        try:
+            plan = make_plan(certs, policy)
+        except ValueError as error:
+            return RevocationResult(
+                status=StapleStatus.MISSING,
+                source=None,
+                reason=f"the certificate cannot be asked about: {error}",
+                subject=subject,
+            )
+        flight, leader = self._join(plan.ocsp_key)
+        if not leader:
+            self._count("shared")
+            flight.done.wait(max(deadline - self._monotonic(), 0.0))
+            if flight.result is not None:
+                shared = Attempt(
+                    source=flight.result.source or "none",
+                    url=None,
+                    outcome="shared",
+                    reason="answered by a concurrent check of the same certificate",
+                    milliseconds=0.0,
+                )
+                return dataclasses.replace(
+                    flight.result, attempts=(shared, *flight.result.attempts)
+                )
+            return _no_answer(
+                certs,
+                subject,
+                [
+                    Attempt(
+                        source="ocsp",
+                        url=None,
+                        outcome="timeout",
+                        reason="waited for a "
+                        "concurrent check of the same certificate past the time budget",
+                        milliseconds=0.0,
+                    )
+                ],
+                "no source answered in time",
+            )
+        try:
+            result = self._answer_for(plan, policy, now, deadline, subject, where)
+            flight.result = result
+            return result
+        finally:
+            with self._flights_lock:
+                self._flights.pop(plan.ocsp_key, None)
+            flight.done.set()
+
+    def _join(self, key: str) -> tuple[_Flight, bool]:
+        with self._flights_lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight, False
+            flight = self._flights[key] = _Flight()
+            return flight, True
+
+    def _answer_for(
+        self,
+        plan: Plan,
+        policy: Policy,
+        now: datetime.datetime,
+        deadline: float,
+        subject: str,
+        where: str,
+    ) -> RevocationResult:
+        start = self._monotonic()
+        attempts: list[Attempt] = []
+
+        def elapsed() -> float:
+            return (self._monotonic() - start) * 1e3
+
+        cached = self._from_store(plan, policy, now, attempts, elapsed)
+        if cached is not None:
+            self._count("cache_hit")
+            logger.debug(
+                "%s: revocation of %s answered from the cache: %s",
+                where,
+                subject,
+                cached.status.value,
+            )
+            return RevocationResult.from_answer(cached, "cache", tuple(attempts), subject)
+        failure = self.store.failure(plan.ocsp_key, now=now)
+        if isinstance(failure, Failure):
+            self._count("skipped")
+            reason = (
+                f"every source failed recently ({failure.reason}); "
+                f"not asked again until {failure.until.isoformat()}"
+            )
+            attempts.append(
+                Attempt(
+                    source="ocsp",
+                    url=None,
+                    outcome="skipped",
+                    reason=reason,
+                    milliseconds=elapsed(),
+                )
+            )
+            logger.info("%s: revocation of %s not asked: %s", where, subject, reason)
+            return _no_answer(plan.certs, subject, attempts, reason)
+        for skipped in plan.skipped:
+            attempts.append(
+                Attempt(
+                    source=skipped.source,
+                    url=skipped.url or None,
+                    outcome="skipped",
+                    reason=skipped.reason,
+                    milliseconds=0.0,
+                )
+            )
+            self._count("skipped")
+            logger.debug(
+                "%s: %s source skipped for %s: %s %s",
+                where,
+                skipped.source,
+                subject,
+                skipped.url,
+                skipped.reason,
+            )
+        for source in policy.sources:
+            if self._monotonic() >= deadline:
+                break
+            if source == "ocsp":
+                answer = self._ask_responders(plan, policy, now, deadline, attempts, start, where)
+            else:
+                answer = self._read_crls(plan, policy, now, deadline, attempts, elapsed, where)
+            if answer is not None:
+                return RevocationResult.from_answer(answer[0], answer[1], tuple(attempts), subject)
+        reason = "no source gave a definite answer" + (
+            " in time" if self._monotonic() >= deadline else ""
+        )
+        self._count("failure")
+        failed = [a for a in attempts if a.outcome not in ("skipped",)]
+        if failed:
+            summary = "; ".join(
+                f"{a.source} {a.url or ''} {a.outcome}: {a.reason}"[:200] for a in failed[:4]
+            )
+            self.store.mark_failure(
+                plan.ocsp_key,
+                now=now,
+                until=now + self._failure_ttl,
+                reason=summary[:500] or reason,
+            )
+        logger.warning(
+            "%s: revocation of %s: %s (%d attempts)", where, subject, reason, len(attempts)
+        )
+        return _no_answer(plan.certs, subject, attempts, reason)
+
+    # --- sources -------------------------------------------------------------------------
+
+    def _from_store(
+        self,
+        plan: Plan,
+        policy: Policy,
+        now: datetime.datetime,
+        attempts: list[Attempt],
+        elapsed: Callable[[], float],
+    ) -> StapleResult | None:
+        entry = self.store.get(plan.ocsp_key, now=now)
+        if not isinstance(entry, Entry):
+            self._count("store_miss")
+            return None
+        # Judged again with every rule: whoever shares the store may have written it.
+        judged = self._judge_ocsp(entry.der, plan.certs, policy, now, None)
+        if judged.status in DEFINITE:
+            attempts.append(
+                Attempt(
+                    source="cache",
+                    url=None,
+                    outcome=judged.status.value,
+                    reason=judged.reason,
+                    milliseconds=elapsed(),
+                )
+            )
+            return judged
+        self._count("cache_rejected")
+        attempts.append(
+            Attempt(
+                source="cache",
+                url=None,
+                outcome=judged.status.value,
+                reason=f"a stored response was refused: {judged.reason}",
+                milliseconds=elapsed(),
+            )
+        )
+        logger.warning("revocation cache: a stored response was refused: %s", judged.reason)
+        return None
+
+    def _judge_ocsp(
+        self,
+        der: bytes,
+        certs: CertPair,
+        policy: Policy,
+        now: datetime.datetime,
+        nonce: bytes | None,
+    ) -> StapleResult:
+        return judge_fetched(
+            der,
+            certs,
+            nonce=nonce,
+            now=now,
+            clock_skew=policy.clock_skew,
+            default_lifetime=policy.default_lifetime,
+            max_age=policy.max_age,
+            allow_sha1=policy.allow_sha1,
+            cache=self._cache,
+        )
+
+    def _ask_responders(
+        self,
+        plan: Plan,
+        policy: Policy,
+        now: datetime.datetime,
+        deadline: float,
+        attempts: list[Attempt],
+        start: float,
+        where: str,
+    ) -> tuple[StapleResult, str] | None:
+        if not plan.ocsp_urls:
+            return None
+        request = plan.request
+        if policy.ocsp_nonce:
+            request = build_request(plan.certs, nonce=self._randomness(NONCE_BYTES))
+        nonce = request.nonce
+        self._count("ocsp_query")
+        offset = (self._monotonic() - start) * 1e3
+        first = self._fetch_ocsp(
+            plan.ocsp_urls,
+            request.der,
+            lambda der: self._judge_ocsp(der, plan.certs, policy, now, nonce),
+            deadline=deadline,
+            method=policy.ocsp_method,
+            timeout=max(deadline - self._monotonic(), 0.001),
+            allow_https=policy.allow_https_fetch,
+            clock=self._monotonic,
+        )
+        for attempt in first.attempts:
+            attempts.append(
+                Attempt(
+                    source="ocsp",
+                    url=attempt.url,
+                    outcome=attempt.outcome,
+                    reason=attempt.reason,
+                    milliseconds=offset + attempt.milliseconds,
+                )
+            )
+            logger.debug(
+                "%s: OCSP %s: %s (%s)", where, attempt.url, attempt.outcome, attempt.reason
+            )
+        if first.result is None or first.der is None or first.result.status not in DEFINITE:
+            return None
+        self._count("ocsp_answer")
+        expires = ocsp_expiry(first.result, policy)
+        if expires is not None and expires > now:
+            self.store.put(plan.ocsp_key, first.der, now=now, expires_at=expires)
+        return first.result, "ocsp"
+
+    def _read_crls(
+        self,
+        plan: Plan,
+        policy: Policy,
+        now: datetime.datetime,
+        deadline: float,
+        attempts: list[Attempt],
+        elapsed: Callable[[], float],
+        where: str,
+    ) -> tuple[StapleResult, str] | None:
+        if policy.crl_files:
+            found, problems = self._files.load(policy.crl_files)
+            for path, problem in problems:
+                attempts.append(
+                    Attempt(
+                        source="crl",
+                        url=path,
+                        outcome="failed",
+                        reason=problem,
+                        milliseconds=elapsed(),
+                    )
+                )
+            for path, der in found:
+                index = self._judge_crl(path, der, plan.certs, policy, now)
+                if isinstance(index, CRLRefusal) and index.reason.startswith(_OTHER_ISSUER):
+                    continue  # another CA's CRL in the same directory
+                verdict = crl_verdict(index, plan.certs.leaf, now=now)
+                attempts.append(
+                    Attempt(
+                        source="crl",
+                        url=path,
+                        outcome=verdict.status.value,
+                        reason=verdict.reason,
+                        milliseconds=elapsed(),
+                    )
+                )
+                if verdict.status in _CRL_ANSWERS:
+                    self._count("crl_answer")
+                    return verdict, "crl"
+            return None
+        for url in plan.crl_urls:
+            if self._monotonic() >= deadline:
+                break
+            answer = self._crl_from(
+                url, plan.certs, policy, now, deadline, attempts, elapsed, where
+            )
+            if answer is not None:
+                return answer
+        return None
+
+    def _crl_from(
+        self,
+        url: str,
+        certs: CertPair,
+        policy: Policy,
+        now: datetime.datetime,
+        deadline: float,
+        attempts: list[Attempt],
+        elapsed: Callable[[], float],
+        where: str,
+    ) -> tuple[StapleResult, str] | None:
+        memo_key = (url, certs.issuer_der, _settings(policy))
+        current = self._current_crl.get(memo_key)
+        source = "cache"
+        if current is not None and current.earliest <= now <= current.latest:
+            index: CRLIndex | CRLRefusal = current
+        else:
+            key = crl_key(url)
+            entry = self.store.get(key, now=now)
+            index = CRLRefusal("no CRL")
+            if isinstance(entry, Entry):
+                index = self._judge_crl(url, entry.der, certs, policy, now)
+                if isinstance(index, CRLRefusal) or not index.earliest <= now <= index.latest:
+                    attempts.append(
+                        Attempt(
+                            source="cache",
+                            url=url,
+                            outcome="invalid",
+                            reason=f"a stored CRL was refused: {_why(index)}",
+                            milliseconds=elapsed(),
+                        )
+                    )
+                    self._count("cache_rejected")
+                    index = CRLRefusal("no CRL")
+            if isinstance(index, CRLRefusal):
+                source = "crl"
+                self._count("crl_fetch")
+                try:
+                    der = self._fetch_crl(
+                        url,
+                        deadline=deadline,
+                        timeout=max(deadline - self._monotonic(), 0.001),
+                        allow_https=policy.allow_https_fetch,
+                        clock=self._monotonic,
+                    )
+                except FetchError as error:
+                    attempts.append(
+                        Attempt(
+                            source="crl",
+                            url=url,
+                            outcome="failed",
+                            reason=error.reason,
+                            milliseconds=elapsed(),
+                        )
+                    )
+                    logger.debug("%s: CRL %s failed: %s", where, url, error.reason)
+                    return None
+                index = self._judge_crl(url, der, certs, policy, now)
+                if isinstance(index, CRLIndex):
+                    self.store.put(key, der, now=now, expires_at=crl_expiry(index))
+            if isinstance(index, CRLIndex):
+                self._current_crl.put(memo_key, index)
+        verdict = crl_verdict(index, certs.leaf, now=now)
+        attempts.append(
+            Attempt(
+                source=source if source == "crl" else "cache",
+                url=url,
+                outcome=verdict.status.value,
+                reason=verdict.reason,
+                milliseconds=elapsed(),
+            )
+        )
+        logger.debug("%s: CRL %s: %s (%s)", where, url, verdict.status.value, verdict.reason)
+        if verdict.status in _CRL_ANSWERS:
+            self._count("crl_answer" if source == "crl" else "cache_hit")
+            return verdict, source
+        return None
+
+    def _judge_crl(
+        self, where: str, der: bytes, certs: CertPair, policy: Policy, now: datetime.datetime
+    ) -> CRLIndex | CRLRefusal:
+        key = (hashlib.sha256(der).digest(), len(der), certs.issuer_der, _settings(policy))
+        judged = self._crls.get(key)
+        if judged is None:
+            judged = judge_crl(
+                der,
+                certs.issuer,
+                issuer_der=certs.issuer_der,
+                now=now,
+                clock_skew=policy.clock_skew,
+                default_lifetime=policy.default_lifetime,
+                max_age=policy.max_age,
+                allow_sha1=policy.allow_sha1,
+            )
+            self._crls.put(key, judged)
+        return judged
+
+    def _remember(
+        self,
+        certs: CertPair,
+        der: bytes,
+        staple: StapleResult,
+        policy: Policy,
+        now: datetime.datetime,
+    ) -> None:
+        """Keep a good staple seen in a handshake for connections that get none."""
+        expires = ocsp_expiry(staple, policy)
+        if expires is None or expires <= now:
+            return
+        try:
+            plan_key = make_plan(certs, dataclasses.replace(policy, fallback=())).ocsp_key
+        except ValueError:
+            return
+        self.store.put(plan_key, der, now=now, expires_at=expires)
+
+
+def _why(index: CRLIndex | CRLRefusal) -> str:
+    return index.reason if isinstance(index, CRLRefusal) else "it is out of date"
+
+
+def _settings(policy: Policy) -> tuple[object, ...]:
+    return (policy.clock_skew, policy.default_lifetime, policy.max_age, policy.allow_sha1)
+
+
+def _answer(result: RevocationResult) -> StapleStatus | None:
+    """The fallback's answer for the decision table: a definite status from a source
+    other than the staple, else none."""
+    if result.source in (None, "staple") or result.status not in DEFINITE:
+        return None
+    return result.status
+
+
+def _subject(certs: CertPair) -> str:
+    try:
+        subject = certificate_fields(certs.leaf_der).subject
+        return describe_name(subject, lambda: certs.leaf.subject)
+    except Exception:  # noqa: BLE001 - only for the log
+        return "(a certificate whose subject cannot be read)"
+
+
+def _no_answer(
+    certs: CertPair, subject: str, attempts: list[Attempt], reason: str
+) -> RevocationResult:
+    try:
+        serial: int | None = certs.leaf.serial_number
+    except ValueError:
+        serial = None
+    return RevocationResult(
+        status=StapleStatus.MISSING,
+        source=None,
+        reason=reason,
+        attempts=tuple(attempts),
+        serial_number=serial,
+        subject=subject,
+    )
+
+
+def _log_verdict(where: str, policy: Policy, result: RevocationResult) -> None:
+    level = logging.DEBUG if result.accepted else logging.WARNING
+    logger.log(
+        level,
+        "%s: revocation %s (source %s), %s under %s: %s",
+        where,
+        result.status.value,
+        result.source,
+        "accepted" if result.accepted else "refused",
+        policy.mode.value,
+        result.reason,
+    )

@@ -11,8 +11,10 @@ without it. Real certificates and responses throughout (staplecheck.testing).
 from __future__ import annotations
 
 import datetime
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +34,7 @@ from staplecheck._validate import (
 from staplecheck.revocation._fetch import fetch_ocsp
 from staplecheck.revocation._ocsp import build_request, judge_fetched
 from staplecheck.testing import CA, Identity, OCSPEntry, OCSPResponder, RawExtension
-from tests.conftest import NOW, PKI
+from tests.conftest import NOW, PKI, require_program
 
 GOOD = StapleStatus.GOOD
 REVOKED = StapleStatus.REVOKED
@@ -477,3 +479,65 @@ def test_nonce_in_a_pinned_response_built_by_hand(pki: PKI, vault: CA) -> None:
     expect(fetched_judge(der, certs, nonce, [der_of(vault)]), GOOD, "pinned responder")
     expect(fetched_judge(der, certs, None, [der_of(vault)]), GOOD)
     expect(fetched_judge(der, certs, nonce, ()), INVALID)
+
+
+# --- a second opinion: openssl ocsp -VAfile ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "ours", "openssl_ok"),
+    [
+        ("self-signed by name", GOOD, True),
+        ("self-signed by key", GOOD, True),
+        ("another CA's, no id-kp-OCSPSigning", GOOD, True),
+        # a difference: -VAfile trusts the certificate outright, expired or not
+        ("another CA's, expired", INVALID, True),
+    ],
+)
+def test_openssl_vafile_agrees(
+    tmp_path: Path, case: str, ours: StapleStatus, openssl_ok: bool
+) -> None:
+    """``openssl ocsp -respin R -VAfile PINNED`` accepts what staplecheck accepts with
+    the same pin, and both refuse the response unpinned. OpenSSL checks times against
+    the wall clock, so this PKI is made at the real current time."""
+    openssl = require_program("openssl")
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    root = CA(now=now)
+    issuer = root.create_intermediate()
+    leaf = issuer.issue_cert("pinned.test")
+    other = CA(name="some other root", now=now)
+    signer: CA | Identity
+    if case.startswith("self-signed"):
+        signer = CA(name="pinned test responder", now=now)
+    elif case.endswith("expired"):
+        signer = other.issue_responder(not_before=now - 9 * DAY, not_after=now - DAY)
+    else:
+        signer = other.issue_responder(ocsp_signing=False)
+    responder_id = "key" if case.endswith("by key") else "name"
+    staple = issuer.ocsp_response(leaf, responder=signer, responder_id=responder_id)
+    # a CA signer is not embedded in the response, a responder Identity is
+    pins = [der_of(signer)]
+    ours_pinned = validate_staple(staple, leaf.cert, issuer.cert, now=now, trusted_responders=pins)
+    expect(ours_pinned, ours, "pinned responder")
+    expect(validate_staple(staple, leaf.cert, issuer.cert, now=now), INVALID)
+
+    files = {
+        "root.pem": root.cert,
+        "issuer.pem": issuer.cert,
+        "leaf.pem": leaf.cert,
+        "pinned.pem": signer.cert,
+    }
+    for name, cert in files.items():
+        (tmp_path / name).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "response.der").write_bytes(staple)
+
+    def openssl_says(*extra: str) -> str:
+        command = [openssl, "ocsp", "-respin", "response.der", "-issuer", "issuer.pem"]
+        command += ["-cert", "leaf.pem", "-CAfile", "root.pem", *extra]
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        return done.stdout + done.stderr
+
+    pinned_text = openssl_says("-VAfile", "pinned.pem")
+    assert ("Response verify OK" in pinned_text) is openssl_ok, pinned_text
+    assert "leaf.pem: good" in pinned_text, pinned_text
+    assert "Response Verify Failure" in openssl_says(), "OpenSSL accepted it unpinned"

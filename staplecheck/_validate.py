@@ -49,10 +49,12 @@ __all__ = [
     "DEFAULT_CLOCK_SKEW",
     "DEFAULT_LIFETIME",
     "DEFAULT_MAX_AGE",
+    "MAX_TRUSTED_RESPONDERS",
     "SHARED_CACHE",
     "CertPair",
     "StapleCache",
     "judge_staple",
+    "trusted_responder_pins",
     "validate_staple",
 ]
 
@@ -62,6 +64,10 @@ DEFAULT_MAX_AGE = datetime.timedelta(days=10)
 
 _UTC = datetime.timezone.utc
 _DER = serialization.Encoding.DER
+
+MAX_TRUSTED_RESPONDERS = 8
+"""At most this many pinned responder certificates (``trusted_responders``): each one
+that the ResponderID matches may cost a signature verification."""
 
 _MAX_DELEGATE_CHECKS = 4
 """Embedded certificates matching the ResponderID whose delegation is checked (each
@@ -88,9 +94,10 @@ class _Evidence:
 
     result: StapleResult
     """The verdict if the time rules pass (status good, revoked or unknown)."""
-    signer_validity: tuple[tuple[datetime.datetime, datetime.datetime], ...]
-    """Validity periods of the delegated responder certificates whose key verified the
-    signature (none when the issuer signed); one must contain ``now``, every call."""
+    signer_validity: tuple[tuple[datetime.datetime, datetime.datetime, bool], ...]
+    """Validity periods of the delegated or pinned responder certificates whose key
+    verified the signature (none when the issuer signed), each with whether the clock
+    skew widens it (pinned responders); one must contain ``now``, every call."""
     sha1: bool
     """Whether the response's signature, or its signer's certificate, uses SHA-1."""
     window: tuple[object, object, object, datetime.datetime, datetime.datetime] | None = None
@@ -169,6 +176,7 @@ def validate_staple(
     allow_sha1: bool = True,
     chain: Sequence[x509.Certificate] = (),
     cache: StapleCache | None = None,
+    trusted_responders: Sequence[bytes] = (),
 ) -> StapleResult:
     """Judge the stapled OCSP response ``der`` for ``leaf``, issued by ``issuer``.
 
@@ -187,6 +195,21 @@ def validate_staple(
     ``cache`` (default none) remembers what the checks established, for the next call
     with the same staple or the same certificates. It is keyed by complete DER, so it
     is safe to share; the TLS glue shares :data:`SHARED_CACHE`.
+
+    ``trusted_responders`` (default none) is an explicit opt-in: the DER of up to
+    :data:`MAX_TRUSTED_RESPONDERS` responder certificates trusted locally (RFC 6960
+    §4.2.2.2, "trusted responder"; OpenSSL's ``ocsp -VAfile``). A pinned certificate
+    may sign responses about any certificate: when the ResponderID names it (byName:
+    its subject; byKey: the SHA-1 of its subjectPublicKey bits) and its key verifies
+    the signature, the signer is authorized, whoever issued it and whether or not the
+    response carries it. Pinning is the trust decision, so neither its issuer nor the
+    id-kp-OCSPSigning extended key usage is checked (as with ``-VAfile``). Still
+    checked: its validity period (notBefore − ``clock_skew`` ≤ ``now`` ≤ notAfter +
+    ``clock_skew``), that it is not the certificate being checked, the signature
+    algorithm rules (``allow_sha1`` applies to the response's signature), and every
+    other rule about the response. Raises ``ValueError`` for more than
+    :data:`MAX_TRUSTED_RESPONDERS` or one that is not a DER certificate, and
+    ``TypeError`` for one that is not bytes.
     """
     if not isinstance(der, (bytes, bytearray, memoryview)):
         raise TypeError(f"der must be bytes, not {type(der).__name__}")
@@ -210,6 +233,7 @@ def validate_staple(
         allow_sha1=allow_sha1,
         chain=chain,
         cache=cache,
+        trusted_responders=trusted_responders,
     )
 
 
@@ -224,18 +248,26 @@ def judge_staple(
     allow_sha1: bool,
     chain: Sequence[x509.Certificate],
     cache: StapleCache | None,
+    trusted_responders: Sequence[bytes] = (),
 ) -> StapleResult:
     """:func:`validate_staple` with its arguments checked and the certificates' DER at
-    hand (the TLS glue has it from OpenSSL without cryptography's re-encoding)."""
+    hand (the TLS glue has it from OpenSSL without cryptography's re-encoding).
+
+    ``trusted_responders``: pinned responder certificates, DER, as for
+    :func:`validate_staple` (checked here: ``ValueError`` past
+    :data:`MAX_TRUSTED_RESPONDERS` or for one that is not a DER certificate). The
+    evidence memo's key covers their DER, so an answer reached with a pin is never
+    reused without it, nor the other way round."""
+    pins = trusted_responder_pins(trusted_responders, cache) if trusted_responders else ()
     if not der:
         return _missing(certs, cache)
     if cache is None:
-        outcome = _examine(der, certs, None)
+        outcome = _examine(der, certs, None, pins)
     else:
-        key = _digest(der, certs.leaf_der, certs.issuer_der)
+        key = _digest(der, certs.leaf_der, certs.issuer_der, *(pin.der for pin in pins))
         found = cache.evidence.get(key)
         if found is None:
-            found = _examine(der, certs, cache)
+            found = _examine(der, certs, cache, pins)
             cache.evidence.put(key, found)
         outcome = found
     if isinstance(outcome, _Refusal):
@@ -305,14 +337,21 @@ class CertPair:
         return self._issuer
 
 
-def _digest(first: bytes, second: bytes, third: bytes) -> bytes:
-    """SHA-256 over the three lengths, then the three parts: a memo key no two inputs
-    share (the lengths fix where each part ends)."""
-    lengths = _LENGTHS.pack(len(first), len(second), len(third))
-    return hashlib.sha256(lengths + first + second + third).digest()
+def _digest(*parts: bytes) -> bytes:
+    """SHA-256 over the parts' lengths, then the parts: a memo key no two inputs share.
+
+    The lengths fix where each part ends, and how many parts there are: read with
+    fewer parts than it has, a key's lengths would have to add up to more bytes than
+    follow them. Three parts give the key they always gave (staple, leaf, issuer);
+    pinned responders add one part each, in the order given."""
+    if len(parts) == 3:  # the common case, on every cached judgement
+        lengths = _THREE_LENGTHS.pack(len(parts[0]), len(parts[1]), len(parts[2]))
+    else:
+        lengths = struct.pack(f">{len(parts)}Q", *(len(part) for part in parts))
+    return hashlib.sha256(lengths + b"".join(parts)).digest()
 
 
-_LENGTHS = struct.Struct(">QQQ")
+_THREE_LENGTHS = struct.Struct(">QQQ")
 
 
 def _leaf_facts(certs: CertPair, cache: StapleCache | None) -> LeafFacts:
@@ -325,10 +364,82 @@ def _issuer_facts(certs: CertPair, cache: StapleCache | None) -> IssuerFacts:
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Pin:
+    """A pinned responder certificate (``trusted_responders``), read once: the raw
+    subject and key hash its ResponderID is matched on, then what signing needs."""
+
+    der: bytes
+    subject_der: bytes
+    key_hash: bytes
+    """SHA-1 of the subjectPublicKey bits as encoded (a byName-or-byKey ResponderID,
+    RFC 6960 §4.2.1)."""
+    cert: x509.Certificate
+    description: str
+    """``pinned responder CN=...``: how results name it as a signer."""
+    public_key: object
+    valid_from: datetime.datetime
+    valid_until: datetime.datetime
+
+    @classmethod
+    def of(cls, der: bytes) -> _Pin:
+        fields = _der.certificate_fields(der)
+        cert = x509.load_der_x509_certificate(der)
+        return cls(
+            der=der,
+            subject_der=fields.subject,
+            key_hash=hashlib.sha1(fields.key_bits).digest(),
+            cert=cert,
+            description=f"pinned responder {describe_name(fields.subject, lambda: cert.subject)}",
+            public_key=cert.public_key(),
+            valid_from=cert.not_valid_before_utc,
+            valid_until=cert.not_valid_after_utc,
+        )
+
+
+def trusted_responder_pins(
+    trusted_responders: Sequence[bytes], cache: StapleCache | None
+) -> tuple[_Pin, ...]:
+    """The pinned responder certificates, each read once per cache (keyed by its
+    complete DER). Raises ``TypeError`` for something that is not a sequence of bytes,
+    ``ValueError`` past :data:`MAX_TRUSTED_RESPONDERS` or for a certificate that cannot
+    be read; the message names the index. These are the caller's configuration, not a
+    peer's bytes, so they are refused loudly rather than judged."""
+    if isinstance(trusted_responders, (bytes, bytearray, memoryview, str)):
+        raise TypeError(
+            "trusted_responders must be a sequence of DER certificates, not a single "
+            f"{type(trusted_responders).__name__}"
+        )
+    pinned = list(trusted_responders)
+    if len(pinned) > MAX_TRUSTED_RESPONDERS:
+        raise ValueError(
+            f"trusted_responders holds {len(pinned)} certificates; at most "
+            f"{MAX_TRUSTED_RESPONDERS} may be pinned"
+        )
+    pins: list[_Pin] = []
+    for index, item in enumerate(pinned):
+        if not isinstance(item, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"trusted_responders[{index}] must be the DER of a certificate (bytes), "
+                f"not {type(item).__name__}"
+            )
+        der = bytes(item)
+        try:
+            pins.append(_memo(cache, ("pinned", der), functools.partial(_Pin.of, der)))
+        except Exception as error:  # noqa: BLE001 - parse errors vary; all mean "not usable"
+            raise ValueError(
+                f"trusted_responders[{index}] is not a DER X.509 certificate staplecheck "
+                f"can use: {error}"
+            ) from None
+    return tuple(pins)
+
+
 # --- the time-independent rules --------------------------------------------------------
 
 
-def _examine(der: bytes, certs: CertPair, cache: StapleCache | None) -> _Outcome:
+def _examine(
+    der: bytes, certs: CertPair, cache: StapleCache | None, pins: tuple[_Pin, ...] = ()
+) -> _Outcome:
     try:
         leaf_facts = _leaf_facts(certs, cache)
     except Exception as error:  # noqa: BLE001 - a certificate cryptography cannot read
@@ -350,7 +461,7 @@ def _examine(der: bytes, certs: CertPair, cache: StapleCache | None) -> _Outcome
         rule = "structure (RFC 6960 §4.2.1, staplecheck's bounds)"
         shape = _read_shape(der)
         rule = "responder identification (RFC 6960 §4.2.2.2)"
-        candidates = _identify_signers(response, shape, certs, issuer_facts, cache)
+        candidates = _identify_signers(response, shape, certs, issuer_facts, cache, pins)
         rule = "signature (RFC 6960 §4.2.1)"
         signers, sha1 = _verify_signature(response, shape, candidates)
         rule = "CertID match (RFC 6960 §4.1.1)"
@@ -424,7 +535,10 @@ class _Signer(NamedTuple):
     valid_from: datetime.datetime | None
     valid_until: datetime.datetime | None
     sha1: bool = False
-    """Whether the signer's certificate is signed with SHA-1 (delegates only)."""
+    """Whether the signer's certificate is signed with SHA-1 (delegates only: a pinned
+    certificate's own signature is not checked, so its hash does not matter)."""
+    pinned: bool = False
+    """A pinned responder: its validity is widened by the clock skew."""
 
 
 def _identify_signers(
@@ -433,23 +547,27 @@ def _identify_signers(
     certs: CertPair,
     issuer_facts: IssuerFacts,
     cache: StapleCache | None,
+    pins: tuple[_Pin, ...] = (),
 ) -> list[_Signer]:
-    """RFC 6960 §4.2.2.2: the issuer itself, or responders it delegated directly.
+    """RFC 6960 §4.2.2.2: the issuer itself, or responders it delegated directly, or a
+    trusted responder the caller pinned (``pins``).
 
     The ResponderID (by name or by SHA-1 key hash, §4.2.1) picks the signer among the
-    issuer and the certificates embedded in the response; nothing else is considered,
-    not even the rest of the verified chain. Embedded certificates are matched on
-    their raw subject and key bytes; at most ``_MAX_DELEGATE_CHECKS`` that match have
-    their delegation checked. Those that fail are passed over; if none is left, the
-    first failure is the reason.
+    issuer, the certificates embedded in the response and the pinned ones; nothing
+    else is considered, not even the rest of the verified chain. Embedded certificates
+    are matched on their raw subject and key bytes; at most ``_MAX_DELEGATE_CHECKS``
+    that match have their delegation checked. Pinned certificates are matched the same
+    way and come after the others. Those that fail are passed over; if none is left,
+    the first failure is the reason.
     """
     names = _ResponderName(response, shape)
+    pinned, pin_failure = _pinned_signers(shape, names, certs, pins)
     if (
         shape.responder == issuer_facts.key_hashes["sha1"]
         if shape.by_key
         else names.equals(issuer_facts.subject_der, lambda: issuer_facts.cert.subject)
     ):
-        return [_Signer(issuer_facts.public_key, issuer_facts.description, None, None)]
+        return [_Signer(issuer_facts.public_key, issuer_facts.description, None, None), *pinned]
     delegates: list[_Signer] = []
     first_failure: str | None = None
     checked = 0
@@ -468,13 +586,48 @@ def _identify_signers(
             first_failure = first_failure or signer
         else:
             delegates.append(signer)
-    if delegates:
-        return delegates
+    if delegates or pinned:
+        return delegates + pinned
+    if pins and not (first_failure or pin_failure):
+        raise _RuleFailedError(
+            "the ResponderID names neither the issuer, nor a certificate in the response, "
+            "nor a pinned responder (RFC 6960 §4.2.2.2)"
+        )
     raise _RuleFailedError(
         first_failure
+        or pin_failure
         or "the ResponderID names neither the issuer nor a certificate in the response "
         "(RFC 6960 §4.2.2.2)"
     )
+
+
+def _pinned_signers(
+    shape: ResponseShape, names: _ResponderName, certs: CertPair, pins: tuple[_Pin, ...]
+) -> tuple[list[_Signer], str | None]:
+    """RFC 6960 §4.2.2.2, trusted responders: the pinned certificates the ResponderID
+    names, matched on raw bytes (subject DER, or the SHA-1 of the key bits) before any
+    key is used, and why the first refused one was refused. A pinned certificate may
+    not vouch for the certificate being checked (itself, or one with its key). Its
+    validity period is checked with the time rules (rule 8a)."""
+    signers: list[_Signer] = []
+    failure: str | None = None
+    for pin in pins:
+        if shape.by_key:
+            named = pin.key_hash == shape.responder
+        else:
+            named = names.equals(pin.subject_der, lambda: pin.cert.subject)  # noqa: B023 - used at once
+        if not named:
+            continue
+        if pin.der == certs.leaf_der or pin.public_key == certs.leaf.public_key():
+            failure = failure or (
+                f"the {pin.description} is the certificate being checked; it cannot vouch "
+                "for itself (RFC 6960 §4.2.2.2)"
+            )
+            continue
+        signers.append(
+            _Signer(pin.public_key, pin.description, pin.valid_from, pin.valid_until, pinned=True)
+        )
+    return signers, failure
 
 
 class _ResponderName:
@@ -803,10 +956,12 @@ def _evidence(
         must_staple=leaf.must_staple,
     )
     validity = tuple(
-        (s.valid_from, s.valid_until)
+        (s.valid_from, s.valid_until, s.pinned)
         for s in signers
         if s.valid_from is not None and s.valid_until is not None
     )
+    if len(validity) < len(signers):
+        validity = ()  # the issuer's own key verified it: no responder's period applies
     return _Evidence(result, validity, sha1)
 
 
@@ -838,17 +993,16 @@ def _judge_time(
     result = evidence.result
     validity = evidence.signer_validity
     earliest_now, latest_now = _current_window(evidence, skew, default_lifetime, max_age)
-    if earliest_now <= now <= latest_now and (
-        not validity or any(start <= now <= end for start, end in validity)
-    ):
+    if earliest_now <= now <= latest_now and (not validity or _signer_valid(validity, now, skew)):
         return result  # the common case, in two comparisons; the rules below say why not
-    if validity and not any(start <= now <= end for start, end in validity):
-        start, end = validity[0]
+    if validity and not _signer_valid(validity, now, skew):
+        start, end, pinned = validity[0]
+        allowance = f", give or take the clock skew of {skew}" if pinned else ""
         return _downgrade(
             result,
             StapleStatus.INVALID,
             f"the {result.responder} certificate is not valid now "
-            f"({start.isoformat()} to {end.isoformat()}; RFC 6960 §4.2.2.2)",
+            f"({start.isoformat()} to {end.isoformat()}{allowance}; RFC 6960 §4.2.2.2)",
         )
     this_update = result.this_update
     assert this_update is not None  # every entry has one
@@ -876,6 +1030,22 @@ def _judge_time(
     if result.status is StapleStatus.REVOKED and result.revocation_reason != "certificateHold":
         return result  # revocation is final; only a hold can be lifted later
     return _downgrade(result, StapleStatus.STALE, f"the response is {why}")
+
+
+def _signer_valid(
+    validity: tuple[tuple[datetime.datetime, datetime.datetime, bool], ...],
+    now: datetime.datetime,
+    skew: datetime.timedelta,
+) -> bool:
+    """Whether ``now`` lies in one signer certificate's validity period: exactly for a
+    delegate, within the clock skew either way for a pinned responder."""
+    for start, end, pinned in validity:
+        if pinned:
+            if _earlier(start, skew) <= now <= _later(end, skew):
+                return True
+        elif start <= now <= end:
+            return True
+    return False
 
 
 def _current_window(

@@ -18,11 +18,12 @@ import dataclasses
 import datetime
 import hashlib
 import urllib.parse
+from collections.abc import Sequence
 
 from .. import _der
 from .._result import StapleResult, StapleStatus
 from .._shape import MAX_EXTENSIONS
-from .._validate import CertPair, StapleCache, judge_staple
+from .._validate import CertPair, StapleCache, judge_staple, trusted_responder_pins
 
 __all__ = [
     "DEFINITE",
@@ -211,6 +212,7 @@ def judge_fetched(
     max_age: datetime.timedelta,
     allow_sha1: bool,
     cache: StapleCache | None,
+    trusted_responders: Sequence[bytes] = (),
 ) -> StapleResult:
     """Judge a response fetched from a responder for ``certs.leaf``.
 
@@ -226,7 +228,16 @@ def judge_fetched(
     and its reason names the status as RFC 6960 does (``tryLater``, ...), so that a
     caller can tell a busy responder from a forgery. Empty bytes are ``invalid`` (a
     responder that answered nothing), never ``missing``. Bad bytes never raise.
+
+    ``trusted_responders`` (DER, default none) goes to ``judge_staple`` unchanged: the
+    explicit opt-in to pinned responder certificates, which may sign for any
+    certificate (:func:`staplecheck.validate_staple` says what is still checked). The
+    nonce rule applies to their responses as to any other. ``ValueError`` for more
+    than :data:`~staplecheck._validate.MAX_TRUSTED_RESPONDERS`, or for one that is not
+    a DER certificate, even when ``der`` is empty.
     """
+    if trusted_responders:
+        trusted_responder_pins(trusted_responders, cache)  # a bad configuration raises
     if not der:
         return StapleResult(
             status=StapleStatus.INVALID,
@@ -243,6 +254,7 @@ def judge_fetched(
         allow_sha1=allow_sha1,
         chain=(),
         cache=cache,
+        trusted_responders=trusted_responders,
     )
     if result.status is StapleStatus.INVALID:
         status = response_status(der)

@@ -13,6 +13,9 @@ three policies, then ``curl --cert-status``), each cell "accepted (good)" or
 "REJECTED (revoked)" with ✓ when it is what the policy table says (✗ when not), and
 the notes the tests recorded. Whatever subset of servers the results hold is rendered;
 the servers the matrix plans for but the results lack get a line saying so.
+
+Everything from the line :data:`HAND_WRITTEN` on in the existing page (responders
+tested by their own tests, such as cfssl) is kept, after the rendered part.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ if str(ROOT) not in sys.path:
 from tests.interop.matrix import RESULTS, Outcome, read_all  # noqa: E402
 
 __all__ = ["CLIENTS", "EXPECTED_SERVERS", "main", "program_versions", "render"]
+
+HAND_WRITTEN = "<!-- Hand-written from here on: scripts/render_interop.py keeps it. -->"
+"""The line that starts the page's hand-written tail."""
 
 CLIENTS = ("off", "soft-fail", "must-staple", "curl --cert-status")
 """The matrix's columns, in order."""
@@ -310,6 +316,16 @@ def render(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def _hand_written(path: Path) -> str:
+    """The existing page's hand-written tail, marker line included ("" if none)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    start = text.find(HAND_WRITTEN + "\n")
+    return "" if start < 0 else text[start:]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="?", type=Path, default=RESULTS)
@@ -320,7 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"render_interop: no results in {args.results}", file=sys.stderr)
         return 1
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(render(outcomes), encoding="utf-8")
+    page = render(outcomes)
+    tail = _hand_written(args.output)
+    if tail:
+        page += "\n" + tail
+    args.output.write_text(page, encoding="utf-8")
     print(f"render_interop: {len(outcomes)} outcomes → {args.output}")
     return 0
 

@@ -3,7 +3,8 @@
 Build a throwaway PKI, issue server certificates (must-staple or not), make OCSP
 responses of every kind, and serve
 them from a local stapling TLS server (:class:`StaplingServer`); make CRLs
-(:func:`make_crl`) and serve them over HTTP (:class:`CRLServer`)::
+(:func:`make_crl`) and serve them over HTTP (:class:`CRLServer`); answer OCSP requests
+live (:class:`OCSPResponder`, or cfssl's own responder, :class:`CfsslResponder`)::
 
     ca = CA()                                # a root
     inter = ca.create_intermediate()
@@ -12,6 +13,7 @@ them from a local stapling TLS server (:class:`StaplingServer`); make CRLs
 """
 
 from ._cases import POLICY_CASES, StapleCase
+from ._cfssl import CfsslError, CfsslResponder
 from ._crl import CRLEntry, make_crl
 from ._crlserver import CRLServer
 from ._ocsp import OCSPEntry, RawExtension, make_ocsp_response
@@ -24,6 +26,8 @@ __all__ = [
     "POLICY_CASES",
     "CRLEntry",
     "CRLServer",
+    "CfsslError",
+    "CfsslResponder",
     "Identity",
     "KeyType",
     "OCSPEntry",

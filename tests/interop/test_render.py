@@ -157,6 +157,22 @@ def test_main_writes_the_page(
     assert "## nginx (file)" in page
 
 
+def test_main_keeps_the_hand_written_tail(
+    renderer: ModuleType, results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(renderer, "program_versions", lambda: VERSIONS)
+    output = tmp_path / "interop.md"
+    tail = f"{renderer.HAND_WRITTEN}\n\n## cfssl (live OCSP)\n\nKept.\n"
+    output.write_text("# Old matrix\n\n## gone\n\n" + tail, encoding="utf-8")
+    for _ in range(2):  # rendering twice keeps it once
+        assert renderer.main([str(results), "--output", str(output)]) == 0
+        page = output.read_text(encoding="utf-8")
+        assert page.startswith("# Interop matrix\n")
+        assert "## gone" not in page
+        assert page.endswith("\n\n" + tail)
+        assert page.count(renderer.HAND_WRITTEN) == 1
+
+
 def test_main_refuses_an_empty_results_file(renderer: ModuleType, tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("", encoding="utf-8")

@@ -67,19 +67,23 @@ class StapleResult:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping: times as ISO 8601 UTC strings, the status as text, the
         serial number as a ``0x``-prefixed lowercase hex string."""
-        out: dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, StapleStatus):
-                value = value.value
-            elif isinstance(value, datetime.datetime):
-                value = _iso(value)
-            elif field.name == "serial_number" and value is not None:
-                # Serials run to 160 bits; a JSON number loses precision beyond 2**53
-                # in JavaScript (and many other readers), a string does not.
-                value = f"{value:#x}"
-            out[field.name] = value
-        return out
+        return {
+            field.name: json_value(field.name, getattr(self, field.name))
+            for field in dataclasses.fields(self)
+        }
+
+
+def json_value(name: str, value: Any) -> Any:
+    """A result field as JSON has it: a status as its text, a time as ISO 8601 UTC, the
+    serial number as ``0x`` hex (serials run to 160 bits; a JSON number loses precision
+    beyond 2**53 in JavaScript and many other readers, a string does not)."""
+    if isinstance(value, StapleStatus):
+        return value.value
+    if isinstance(value, datetime.datetime):
+        return _iso(value)
+    if name == "serial_number" and value is not None:
+        return f"{value:#x}"
+    return value
 
 
 def _iso(moment: datetime.datetime) -> str:

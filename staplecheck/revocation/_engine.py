@@ -38,7 +38,7 @@ from ._crl import CRLIndex, CRLRefusal, crl_verdict, judge_crl
 from ._crlfiles import CRLFiles
 from ._fetch import FetchError, FirstAnswer, fetch_crl, fetch_first
 from ._ocsp import DEFINITE, build_request, judge_fetched
-from ._plan import Plan, crl_expiry, make_plan, ocsp_expiry
+from ._plan import Plan, crl_expiry, make_plan, ocsp_expiry, request_key
 from ._result import Attempt, RevocationResult
 from .stores import Entry, Failure, MemoryStore, Store, crl_key
 
@@ -104,7 +104,9 @@ class RevocationChecker:
         self._fetch_ocsp = fetch_ocsp
         self._fetch_crl = fetch_crl
         self._cache = cache
-        self._flights: dict[str, _Flight] = {}
+        # Keyed by everything the answer depends on: the certificates' complete DER
+        # and the policy (its sources, overrides and time rules), not the CertID alone.
+        self._flights: dict[tuple[bytes, bytes, Policy], _Flight] = {}
         self._flights_lock = threading.Lock()
         # Judged CRLs by (URL or file, issuer, settings, DER digest): a CRL is judged
         # once, then each connection costs a lookup. Few entries: CRLs can be large.
@@ -163,17 +165,8 @@ class RevocationChecker:
                 serial_number=staple.serial_number,
             )
         else:
-            leaf = RevocationResult(
-                status=staple.status,
-                source=None if staple.status is StapleStatus.MISSING else "staple",
-                reason=staple.reason,
-                serial_number=staple.serial_number,
-                this_update=staple.this_update,
-                next_update=staple.next_update,
-                revocation_time=staple.revocation_time,
-                revocation_reason=staple.revocation_reason,
-                responder=staple.responder,
-            )
+            source = None if staple.status is StapleStatus.MISSING else "staple"
+            leaf = RevocationResult.from_answer(staple, source, (), None)
         accepted = policy.accepts(staple, _answer(leaf))
         intermediates: list[RevocationResult] = []
         if accepted and policy.check_chain:
@@ -205,7 +198,8 @@ class RevocationChecker:
                 reason=f"the certificate cannot be asked about: {error}",
                 subject=subject,
             )
-        flight, leader = self._join(plan.ocsp_key)
+        flight_key = (certs.leaf_der, certs.issuer_der, policy)
+        flight, leader = self._join(flight_key)
         if not leader:
             self._count("shared")
             flight.done.wait(max(deadline - self._monotonic(), 0.0))
@@ -241,10 +235,10 @@ class RevocationChecker:
             return result
         finally:
             with self._flights_lock:
-                self._flights.pop(plan.ocsp_key, None)
+                self._flights.pop(flight_key, None)
             flight.done.set()
 
-    def _join(self, key: str) -> tuple[_Flight, bool]:
+    def _join(self, key: tuple[bytes, bytes, Policy]) -> tuple[_Flight, bool]:
         with self._flights_lock:
             flight = self._flights.get(key)
             if flight is not None:
@@ -612,10 +606,10 @@ class RevocationChecker:
         if expires is None or expires <= now:
             return
         try:
-            plan_key = make_plan(certs, dataclasses.replace(policy, fallback=())).ocsp_key
+            _request, key = request_key(certs)
         except ValueError:
             return
-        self.store.put(plan_key, der, now=now, expires_at=expires)
+        self.store.put(key, der, now=now, expires_at=expires)
 
 
 def _why(index: CRLIndex | CRLRefusal) -> str:

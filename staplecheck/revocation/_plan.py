@@ -35,6 +35,7 @@ __all__ = [
     "crl_expiry",
     "make_plan",
     "ocsp_expiry",
+    "request_key",
 ]
 
 MAX_URL_CHARS = 2048
@@ -70,13 +71,7 @@ def make_plan(certs: CertPair, policy: Policy) -> Plan:
     """The plan for ``certs.leaf`` (issued by ``certs.issuer``) under ``policy``.
 
     Raises ``ValueError`` when the certificate's DER cannot be read for a CertID."""
-    request = build_request(certs)
-    key = ocsp_key(
-        request.hash_algorithm,
-        request.issuer_name_hash,
-        request.issuer_key_hash,
-        request.serial_number,
-    )
+    request, key = request_key(certs)
     skipped: list[Skipped] = []
     ocsp_urls: list[str] = []
     crl_urls: list[str] = []
@@ -103,6 +98,20 @@ def make_plan(certs: CertPair, policy: Policy) -> Plan:
         crl_urls=tuple(crl_urls),
         skipped=tuple(skipped),
     )
+
+
+def request_key(certs: CertPair) -> tuple[OCSPRequest, str]:
+    """The nonce-less OCSP request for ``certs.leaf`` and the store key of its CertID.
+
+    Raises ``ValueError`` when the certificate's DER cannot be read for a CertID."""
+    request = build_request(certs)
+    key = ocsp_key(
+        request.hash_algorithm,
+        request.issuer_name_hash,
+        request.issuer_key_hash,
+        request.serial_number,
+    )
+    return request, key
 
 
 def _usable(

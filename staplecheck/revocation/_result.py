@@ -6,7 +6,7 @@ import dataclasses
 import datetime
 from typing import Any
 
-from .._result import StapleResult, StapleStatus, _iso
+from .._result import StapleResult, StapleStatus, json_value
 
 __all__ = ["SOURCES", "Attempt", "RevocationResult"]
 
@@ -72,11 +72,11 @@ class RevocationResult:
     def from_answer(
         cls,
         answer: StapleResult,
-        source: str,
+        source: str | None,
         attempts: tuple[Attempt, ...],
         subject: str | None,
     ) -> RevocationResult:
-        """A verdict carried over from a judged OCSP response or CRL."""
+        """A verdict carried over from a judged staple, OCSP response or CRL."""
         return cls(
             status=answer.status,
             source=source,
@@ -96,15 +96,8 @@ class RevocationResult:
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, StapleStatus):
-                value = value.value
-            elif isinstance(value, datetime.datetime):
-                value = _iso(value)
-            elif field.name == "serial_number" and value is not None:
-                value = f"{value:#x}"
-            elif field.name == "attempts":
-                value = [attempt.to_dict() for attempt in value]
-            elif field.name == "chain":
-                value = [item.to_dict() for item in value]
-            out[field.name] = value
+            if field.name in ("attempts", "chain"):
+                out[field.name] = [item.to_dict() for item in value]
+            else:
+                out[field.name] = json_value(field.name, value)
         return out

@@ -534,6 +534,7 @@ def _staple_verdict(
         allow_sha1=policy.allow_sha1,
         chain=_Converted(chain[1:]),
         cache=info.cache,
+        trusted_responders=policy.trusted_responders,
     )
 
 

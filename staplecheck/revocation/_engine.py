@@ -395,6 +395,7 @@ class RevocationChecker:
             max_age=policy.max_age,
             allow_sha1=policy.allow_sha1,
             cache=self._cache,
+            trusted_responders=policy.trusted_responders,
         )
 
     def _ask_responders(

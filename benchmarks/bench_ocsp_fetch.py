@@ -35,16 +35,16 @@ import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
 
-from staplecheck._validate import (
+from staplecheck.revocation._fetch import fetch_first, fetch_ocsp
+from staplecheck.revocation._ocsp import build_request, judge_fetched
+from staplecheck.testing import CA, OCSPResponder
+from staplecheck.validation._validate import (
     DEFAULT_CLOCK_SKEW,
     DEFAULT_LIFETIME,
     DEFAULT_MAX_AGE,
     CertPair,
     StapleCache,
 )
-from staplecheck.revocation._fetch import fetch_first, fetch_ocsp
-from staplecheck.revocation._ocsp import build_request, judge_fetched
-from staplecheck.testing import CA, OCSPResponder
 
 
 def main() -> int:

@@ -62,14 +62,14 @@ from cryptography.x509 import ocsp
 
 import staplecheck
 from staplecheck import StapleCache, StapleStatus, validate_staple
-from staplecheck._validate import (
+from staplecheck.testing import CA
+from staplecheck.validation._validate import (
     DEFAULT_CLOCK_SKEW,
     DEFAULT_LIFETIME,
     DEFAULT_MAX_AGE,
     CertPair,
     judge_staple,
 )
-from staplecheck.testing import CA
 
 NOW = datetime.datetime(2026, 11, 21, 12, 0, 0, tzinfo=datetime.timezone.utc)
 """The test PKI's clock; responses are produced at NOW and judged a minute later."""

@@ -47,7 +47,7 @@ import requests  # noqa: E402
 
 import staplecheck  # noqa: E402
 from staplecheck import SHARED_CACHE, StapleAdapter  # noqa: E402
-from staplecheck._pyopenssl import _DEFAULT_LOG  # noqa: E402
+from staplecheck.tls._pyopenssl import _DEFAULT_LOG  # noqa: E402
 from tests.loadfarm import Farm, Tally, object_count, rss_mb  # noqa: E402
 
 TARGET_MIB = 20.0

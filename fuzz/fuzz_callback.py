@@ -3,7 +3,7 @@
 Two real handshakes are made once, in memory (client and server pyOpenSSL connections
 over memory BIOs, certificates checked at the corpus time): one for the plain leaf,
 one for the must-staple leaf. Each input is then handed to
-``staplecheck._pyopenssl._on_staple(connection, data, None)`` on both connections,
+``staplecheck.tls._pyopenssl._on_staple(connection, data, None)`` on both connections,
 under the policies off, soft-fail and must-staple. The callback must never raise; the
 verdict it records must be sound (as in fuzz_validate) and equal to what
 ``validate_staple`` says directly; and its decision must be DESIGN.md's table: never

@@ -46,7 +46,7 @@ from staplecheck import (
     validate_staple,
 )
 from staplecheck._policy import Mode
-from staplecheck._pyopenssl import _Handshake, _on_staple
+from staplecheck.tls._pyopenssl import _Handshake, _on_staple
 
 __all__ = [
     "KINDS",

@@ -11,10 +11,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RevocationError, StapleError, find_staple_error
-from ._hostpolicy import HostPolicies
-from ._log import VerdictLog
 from ._policy import Mode, Policy, PolicyLike, ResponderOverride, as_policy
-from ._pyopenssl import (
+from .clients._urllib3 import (
+    pool_manager,
+    proxy_manager,
+    revocation_of,
+    staple_of,
+    use_staple_pools,
+)
+from .revocation import RevocationChecker, RevocationResult
+from .tls._hostpolicy import HostPolicies
+from .tls._log import VerdictLog
+from .tls._pyopenssl import (
     ClientCert,
     StapleConnection,
     TLSConfig,
@@ -23,15 +31,13 @@ from ._pyopenssl import (
     get_revocation_result,
     get_staple_result,
 )
-from ._result import StapleResult, StapleStatus
-from ._sslcontext import StapleSocket, StapleSSLContext
-from ._tlsfeature import has_must_staple
-from ._urllib3 import pool_manager, proxy_manager, revocation_of, staple_of, use_staple_pools
-from ._validate import SHARED_CACHE, StapleCache, validate_staple
-from .revocation import RevocationChecker, RevocationResult
+from .tls._sslcontext import StapleSocket, StapleSSLContext
+from .validation._result import StapleResult, StapleStatus
+from .validation._tlsfeature import has_must_staple
+from .validation._validate import SHARED_CACHE, StapleCache, validate_staple
 
 if TYPE_CHECKING:
-    from ._requests import StapleAdapter, session
+    from .clients._requests import StapleAdapter, session
 
 __version__ = "0.1.0"
 
@@ -78,7 +84,7 @@ _NEEDS_REQUESTS = {"StapleAdapter", "session"}
 
 def __getattr__(name: str) -> Any:
     if name in _NEEDS_REQUESTS:
-        from . import _requests
+        from .clients import _requests
 
         return getattr(_requests, name)
     raise AttributeError(f"module 'staplecheck' has no attribute {name!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING
 
-from ._result import StapleResult
+from .validation._result import StapleResult
 
 if TYPE_CHECKING:
     from .revocation import RevocationResult

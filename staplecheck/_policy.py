@@ -10,8 +10,8 @@ from typing import ClassVar, Union
 
 from cryptography import x509
 
-from ._result import StapleResult, StapleStatus
-from ._validate import DEFAULT_CLOCK_SKEW, DEFAULT_LIFETIME, DEFAULT_MAX_AGE
+from .validation._result import StapleResult, StapleStatus
+from .validation._validate import DEFAULT_CLOCK_SKEW, DEFAULT_LIFETIME, DEFAULT_MAX_AGE
 
 __all__ = ["FALLBACK_SOURCES", "Mode", "Policy", "PolicyLike", "ResponderOverride", "as_policy"]
 

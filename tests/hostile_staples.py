@@ -19,9 +19,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from staplecheck._der import subject_public_key_bits
 from staplecheck.testing import CA, Identity
 from staplecheck.testing import _asn1 as asn1
+from staplecheck.validation._der import subject_public_key_bits
 
 __all__ = ["BUDGET", "HOSTILE_STAPLES", "tiny_certificate"]
 

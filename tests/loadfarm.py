@@ -458,7 +458,7 @@ def _measure(
 ) -> ClientMemory:
     # Imported here: only the client process needs them.
     from staplecheck import SHARED_CACHE, StapleAdapter
-    from staplecheck._pyopenssl import _DEFAULT_LOG
+    from staplecheck.tls._pyopenssl import _DEFAULT_LOG
 
     kept: list[requests.Response] = []
     with Farm(directory, in_child=True) as farm, requests.Session() as session:

@@ -42,9 +42,9 @@ from staplecheck import (
     proxy_manager,
     staple_of,
 )
-from staplecheck._hostpolicy import HostPolicyLike
-from staplecheck._log import VerdictLog
 from staplecheck.testing import CA, Identity, StaplingServer
+from staplecheck.tls._hostpolicy import HostPolicyLike
+from staplecheck.tls._log import VerdictLog
 from tests.conftest import require_program
 
 MODES = ("off", "soft-fail", "must-staple")

@@ -17,11 +17,16 @@ import time
 import pytest
 from cryptography.x509 import ocsp
 
-from staplecheck._result import StapleResult, StapleStatus
-from staplecheck._validate import DEFAULT_CLOCK_SKEW, DEFAULT_LIFETIME, DEFAULT_MAX_AGE, CertPair
 from staplecheck.revocation._fetch import FetchError, fetch_ocsp
 from staplecheck.revocation._ocsp import build_request, judge_fetched
 from staplecheck.testing import CA, CfsslError, CfsslResponder, Identity, KeyType
+from staplecheck.validation._result import StapleResult, StapleStatus
+from staplecheck.validation._validate import (
+    DEFAULT_CLOCK_SKEW,
+    DEFAULT_LIFETIME,
+    DEFAULT_MAX_AGE,
+    CertPair,
+)
 from tests.conftest import require_program
 
 HOUR = datetime.timedelta(hours=1)

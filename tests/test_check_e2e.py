@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from staplecheck import StapleStatus
-from staplecheck._cli import main as cli_main
+from staplecheck.cli._main import main as cli_main
 from staplecheck.testing import CA, Identity
 
 from .conftest import require_program

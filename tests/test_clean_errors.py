@@ -32,7 +32,7 @@ from staplecheck import (
     has_must_staple,
     pool_manager,
 )
-from staplecheck._cli import main
+from staplecheck.cli._main import main
 from staplecheck.testing import CA, Identity, StaplingServer, generate_key
 from staplecheck.testing import _asn1 as asn1
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from staplecheck._cli import main
+from staplecheck.cli._main import main
 from staplecheck.testing import StaplingServer
 
 from .test_tls import NOW, Site
@@ -130,7 +130,7 @@ def test_check_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixtur
 
 
 def test_check_connects_to_the_a_label_of_an_international_name() -> None:
-    from staplecheck._check import parse_https_url
+    from staplecheck.cli._check import parse_https_url
 
     assert parse_https_url("https://Bücher.test:8443/x") == ("xn--bcher-kva.test", 8443)
     with pytest.raises(ValueError, match="IDNA"):

@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from staplecheck._cli import main
+from staplecheck.cli._main import main
 from tests.conftest import NOW, PKI
 
 AT = "2026-11-21T12:00:00Z"

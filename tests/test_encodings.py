@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from staplecheck import StapleStatus, _der, find_staple_error, session, validate_staple
-from staplecheck._cli import main
+from staplecheck.cli._main import main
 from staplecheck.testing import CA, Identity, StaplingServer
 from staplecheck.testing import _asn1 as asn1
 

@@ -61,7 +61,7 @@ from staplecheck import (
     pool_manager,
     validate_staple,
 )
-from staplecheck._cli import main
+from staplecheck.cli._main import main
 from staplecheck.testing import (
     CA,
     Identity,

@@ -27,13 +27,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from staplecheck import _der
-from staplecheck._result import StapleResult, StapleStatus
-from staplecheck._validate import (
-    DEFAULT_CLOCK_SKEW,
-    DEFAULT_LIFETIME,
-    DEFAULT_MAX_AGE,
-    CertPair,
-)
 from staplecheck.revocation._fetch import (
     CRL_TYPES,
     MAX_PARALLEL,
@@ -52,6 +45,13 @@ from staplecheck.revocation._ocsp import (
     response_status,
 )
 from staplecheck.testing import CA, CRLServer, Identity, OCSPResponder, make_ocsp_response
+from staplecheck.validation._result import StapleResult, StapleStatus
+from staplecheck.validation._validate import (
+    DEFAULT_CLOCK_SKEW,
+    DEFAULT_LIFETIME,
+    DEFAULT_MAX_AGE,
+    CertPair,
+)
 from tests.conftest import NOW, require_program
 from tests.realservers import HOST, RealServer
 

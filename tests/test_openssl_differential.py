@@ -43,7 +43,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from staplecheck import StapleResult, StapleStatus, validate_staple
-from staplecheck._cli import main as cli_main
+from staplecheck.cli._main import main as cli_main
 from staplecheck.testing import CA, Identity
 from staplecheck.testing._pki import PrivateKey
 from tests.conftest import NOW, PKI, require_program

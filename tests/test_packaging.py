@@ -7,7 +7,7 @@ import importlib.metadata
 import pytest
 
 import staplecheck
-from staplecheck._cli import main
+from staplecheck.cli._main import main
 
 
 def test_version_is_written_once(capsys: pytest.CaptureFixture[str]) -> None:

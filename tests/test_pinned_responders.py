@@ -21,19 +21,19 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-import staplecheck._signatures as signatures_module
-import staplecheck._validate as validate_module
+import staplecheck.validation._signatures as signatures_module
+import staplecheck.validation._validate as validate_module
 from staplecheck import StapleCache, StapleResult, StapleStatus, validate_staple
-from staplecheck._validate import (
+from staplecheck.revocation._fetch import fetch_ocsp
+from staplecheck.revocation._ocsp import build_request, judge_fetched
+from staplecheck.testing import CA, Identity, OCSPEntry, OCSPResponder, RawExtension
+from staplecheck.validation._validate import (
     DEFAULT_CLOCK_SKEW,
     DEFAULT_LIFETIME,
     DEFAULT_MAX_AGE,
     MAX_TRUSTED_RESPONDERS,
     CertPair,
 )
-from staplecheck.revocation._fetch import fetch_ocsp
-from staplecheck.revocation._ocsp import build_request, judge_fetched
-from staplecheck.testing import CA, Identity, OCSPEntry, OCSPResponder, RawExtension
 from tests.conftest import NOW, PKI, require_program
 
 GOOD = StapleStatus.GOOD

@@ -18,7 +18,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 
 from staplecheck import Policy, StapleAdapter, StapleStatus, find_staple_error, validate_staple
-from staplecheck._cli import main
+from staplecheck.cli._main import main
 from staplecheck.testing import CA, KeyType, StaplingServer
 
 NOW = datetime.datetime(2026, 11, 21, 12, tzinfo=datetime.timezone.utc)

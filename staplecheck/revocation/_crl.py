@@ -29,18 +29,18 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
-from .. import _der
-from .._certfacts import describe_name, same_name
-from .._result import StapleResult, StapleStatus
-from .._signatures import (
+from ..validation import _der
+from ..validation._certfacts import describe_name, same_name
+from ..validation._result import StapleResult, StapleStatus
+from ..validation._signatures import (
     RSA_PSS,
     BadParametersError,
     UnsupportedSignatureError,
     pss_parameters,
     verify,
 )
-from .._times import current_window, earlier, later
-from .._tlsfeature import has_must_staple
+from ..validation._times import current_window, earlier, later
+from ..validation._tlsfeature import has_must_staple
 
 __all__ = [
     "MAX_CRL_BYTES",

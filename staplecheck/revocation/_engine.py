@@ -29,11 +29,11 @@ import time
 from collections.abc import Callable, Sequence
 
 from .._cache import LRUCache
-from .._certfacts import describe_name
-from .._der import certificate_fields
 from .._policy import Policy
-from .._result import StapleResult, StapleStatus
-from .._validate import SHARED_CACHE, CertPair, StapleCache
+from ..validation._certfacts import describe_name
+from ..validation._der import certificate_fields
+from ..validation._result import StapleResult, StapleStatus
+from ..validation._validate import SHARED_CACHE, CertPair, StapleCache
 from ._crl import CRLIndex, CRLRefusal, crl_verdict, judge_crl
 from ._crlfiles import CRLFiles
 from ._fetch import FetchError, FirstAnswer, fetch_crl, fetch_first

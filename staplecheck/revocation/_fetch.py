@@ -46,7 +46,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 
-from .._result import StapleResult
+from ..validation._result import StapleResult
 from ._ocsp import DEFINITE, OCSP_REQUEST_TYPE, OCSP_RESPONSE_TYPE, get_url
 
 __all__ = [
@@ -67,7 +67,7 @@ __all__ = [
 
 MAX_OCSP_FETCH_BYTES = 65_536
 """The largest OCSP response read: the validator examines nothing larger
-(``staplecheck._shape.MAX_RESPONSE_BYTES``); real ones are 0.3-6 KB."""
+(``staplecheck.validation._shape.MAX_RESPONSE_BYTES``); real ones are 0.3-6 KB."""
 MAX_CRL_FETCH_BYTES = 32 * 1024 * 1024
 """The largest CRL read: the CRL judge's own cap (``_crl.MAX_CRL_BYTES``)."""
 DEFAULT_TIMEOUT = 2.0

@@ -3,7 +3,7 @@
 No I/O, no clock, no randomness: the caller passes the nonce bytes and ``now``. The
 bytes go over HTTP through :mod:`staplecheck.revocation._fetch`.
 
-A fetched response is judged by :func:`staplecheck._validate.judge_staple`, the one
+A fetched response is judged by :func:`staplecheck.validation._validate.judge_staple`, the one
 place an OCSP response is judged, with exactly a staple's rules; then, when the
 request carried a nonce, by the nonce rule (RFC 8954 §2.1). Nothing a responder sends
 is trusted: the validator keeps its bounds (size, entries, extensions, certificates)
@@ -20,10 +20,10 @@ import hashlib
 import urllib.parse
 from collections.abc import Sequence
 
-from .. import _der
-from .._result import StapleResult, StapleStatus
-from .._shape import MAX_EXTENSIONS
-from .._validate import CertPair, StapleCache, judge_staple, trusted_responder_pins
+from ..validation import _der
+from ..validation._result import StapleResult, StapleStatus
+from ..validation._shape import MAX_EXTENSIONS
+from ..validation._validate import CertPair, StapleCache, judge_staple, trusted_responder_pins
 
 __all__ = [
     "DEFINITE",
@@ -216,7 +216,7 @@ def judge_fetched(
 ) -> StapleResult:
     """Judge a response fetched from a responder for ``certs.leaf``.
 
-    First exactly a staple's rules (:func:`~staplecheck._validate.judge_staple`:
+    First exactly a staple's rules (:func:`~staplecheck.validation._validate.judge_staple`:
     CertID, authorized signer, signature, times, critical extensions, bounds). Then,
     when the request carried ``nonce``, the nonce rule (RFC 8954 §2.1): the response
     must carry a nonce extension equal to it, else ``invalid``. A responder that
@@ -233,7 +233,7 @@ def judge_fetched(
     explicit opt-in to pinned responder certificates, which may sign for any
     certificate (:func:`staplecheck.validate_staple` says what is still checked). The
     nonce rule applies to their responses as to any other. ``ValueError`` for more
-    than :data:`~staplecheck._validate.MAX_TRUSTED_RESPONDERS`, or for one that is not
+    than :data:`~staplecheck.validation._validate.MAX_TRUSTED_RESPONDERS`, or for one that is not
     a DER certificate, even when ``der`` is empty.
     """
     if trusted_responders:

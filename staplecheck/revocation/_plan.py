@@ -19,9 +19,9 @@ from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from .._policy import Policy
-from .._result import StapleResult
-from .._times import later
-from .._validate import CertPair
+from ..validation._result import StapleResult
+from ..validation._times import later
+from ..validation._validate import CertPair
 from ._crl import CRLIndex
 from ._fetch import MAX_PARALLEL
 from ._ocsp import OCSPRequest, build_request

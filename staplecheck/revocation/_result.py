@@ -6,7 +6,7 @@ import dataclasses
 import datetime
 from typing import Any
 
-from .._result import StapleResult, StapleStatus, json_value
+from ..validation._result import StapleResult, StapleStatus, json_value
 
 __all__ = ["SOURCES", "Attempt", "RevocationResult"]
 

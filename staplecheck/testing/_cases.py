@@ -12,7 +12,7 @@ import datetime
 from collections.abc import Callable
 
 from .._policy import Mode, Policy
-from .._result import StapleResult, StapleStatus
+from ..validation._result import StapleResult, StapleStatus
 from ._pki import CA, Identity
 
 __all__ = ["POLICY_CASES", "StapleCase"]

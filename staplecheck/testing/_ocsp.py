@@ -301,7 +301,7 @@ def _sign(key: PrivateKey, data: bytes, hash_name: str, rsa_pss: bool) -> tuple[
 def _subject_der(cert: x509.Certificate) -> bytes:
     """The subject Name as encoded in the certificate (which cryptography may not
     parse: a legacy T61String, say); the CertID and ResponderID use these bytes."""
-    from .._der import certificate_fields
+    from ..validation._der import certificate_fields
 
     return certificate_fields(cert.public_bytes(serialization.Encoding.DER)).subject
 
@@ -309,7 +309,7 @@ def _subject_der(cert: x509.Certificate) -> bytes:
 def _key_bits_hash(cert: x509.Certificate, digest: object) -> bytes:
     """Hash of the certificate's subjectPublicKey bits as encoded in it (RFC 6960
     §4.1.1): a compressed EC point is hashed compressed, as OpenSSL's responder does."""
-    from .._der import certificate_fields
+    from ..validation._der import certificate_fields
 
     bits = certificate_fields(cert.public_bytes(serialization.Encoding.DER)).key_bits
     return digest(bits).digest()  # type: ignore[operator, no-any-return]

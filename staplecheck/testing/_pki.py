@@ -83,7 +83,7 @@ _SHA1_ALGORITHMS = {
 def _signed_with_sha1(cert: x509.Certificate, key: PrivateKey) -> x509.Certificate:
     """``cert`` re-signed with SHA-1: cryptography no longer signs certificates with
     SHA-1, so the TBSCertificate is rewritten with the SHA-1 algorithm and signed."""
-    from .. import _der
+    from ..validation import _der
     from . import _asn1 as asn1
 
     if isinstance(key, rsa.RSAPrivateKey):

@@ -26,6 +26,9 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from urllib3.contrib.pyopenssl import WrappedSocket
 
+from ..revocation import RevocationChecker, RevocationResult
+from ..validation._result import StapleResult
+from ..validation._validate import SHARED_CACHE, StapleCache
 from ._hostname import peercert_dict
 from ._hostpolicy import HostPolicyLike, as_host_policies
 from ._log import VerdictLog
@@ -37,9 +40,6 @@ from ._pyopenssl import (
     create_context,
     drive_handshake,
 )
-from ._result import StapleResult
-from ._validate import SHARED_CACHE, StapleCache
-from .revocation import RevocationChecker, RevocationResult
 
 __all__ = ["StapleSSLContext", "StapleSocket"]
 

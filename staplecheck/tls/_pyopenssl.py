@@ -26,16 +26,16 @@ from OpenSSL import SSL, crypto
 from OpenSSL import _util as _openssl_util
 from urllib3.util import wait_for_read, wait_for_write
 
+from .._errors import RevocationError, StapleError
+from .._policy import Policy
+from ..revocation import RevocationChecker, RevocationResult, default_checker
+from ..validation._result import StapleResult, StapleStatus
+from ..validation._tlsfeature import has_must_staple
+from ..validation._validate import SHARED_CACHE, CertPair, StapleCache, judge_staple
 from ._alabel import a_label
-from ._errors import RevocationError, StapleError
 from ._hostname import check_hostname, is_ip
 from ._hostpolicy import HostPolicies, HostPolicyLike, as_host_policies
 from ._log import VerdictLog
-from ._policy import Policy
-from ._result import StapleResult, StapleStatus
-from ._tlsfeature import has_must_staple
-from ._validate import SHARED_CACHE, CertPair, StapleCache, judge_staple
-from .revocation import RevocationChecker, RevocationResult, default_checker
 
 # OpenSSL calls pyOpenSSL does not wrap (verify result, session reuse); typed loosely,
 # as pyOpenSSL's own typing of its binding varies between releases.

@@ -13,8 +13,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from ._policy import Policy
-from ._result import StapleResult, StapleStatus
+from .._policy import Policy
+from ..validation._result import StapleResult, StapleStatus
 
 __all__ = ["VerdictLog", "logger"]
 

@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from .._cache import LRUCache
 from . import _der
-from ._cache import LRUCache
 from ._certfacts import CERT_ID_HASHES, IssuerFacts, LeafFacts, describe_name, same_name
 from ._result import StapleResult, StapleStatus
 from ._shape import MAX_RESPONSE_BYTES, ResponseShape, ShapeError, read_shape

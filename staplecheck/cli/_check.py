@@ -10,18 +10,18 @@ from typing import Any
 
 from OpenSSL import SSL
 
-from ._alabel import a_label
-from ._policy import Mode, Policy
-from ._pyopenssl import (
+from .._policy import Mode, Policy
+from ..tls._alabel import a_label
+from ..tls._pyopenssl import (
     StapleConnection,
     TLSConfig,
     create_context,
     drive_handshake,
     handshake_words,
 )
-from ._result import StapleResult
-from ._tlsfeature import has_must_staple
-from ._validate import StapleCache
+from ..validation._result import StapleResult
+from ..validation._tlsfeature import has_must_staple
+from ..validation._validate import StapleCache
 
 __all__ = ["CheckError", "CheckReport", "check_url", "parse_https_url"]
 

@@ -12,13 +12,13 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
         "StapleAdapter needs requests: pip install 'staplecheck[requests]'"
     ) from error
 
-from ._hostpolicy import HostPolicies, HostPolicyLike, as_host_policies
-from ._log import VerdictLog
-from ._pyopenssl import Clock
-from ._sslcontext import StapleSSLContext
+from ..revocation import RevocationChecker
+from ..tls._hostpolicy import HostPolicies, HostPolicyLike, as_host_policies
+from ..tls._log import VerdictLog
+from ..tls._pyopenssl import Clock
+from ..tls._sslcontext import StapleSSLContext
+from ..validation._validate import SHARED_CACHE, StapleCache
 from ._urllib3 import revocation_of, staple_of, use_staple_pools
-from ._validate import SHARED_CACHE, StapleCache
-from .revocation import RevocationChecker
 
 __all__ = ["StapleAdapter", "session"]
 

@@ -11,11 +11,11 @@ from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPSConnectionPool
 from urllib3.response import BaseHTTPResponse
 
-from ._hostpolicy import HostPolicyLike
-from ._pyopenssl import get_revocation_result, get_staple_result
-from ._result import StapleResult
-from ._sslcontext import StapleSocket, StapleSSLContext
-from .revocation import RevocationChecker, RevocationResult
+from ..revocation import RevocationChecker, RevocationResult
+from ..tls._hostpolicy import HostPolicyLike
+from ..tls._pyopenssl import get_revocation_result, get_staple_result
+from ..tls._sslcontext import StapleSocket, StapleSSLContext
+from ..validation._result import StapleResult
 
 if TYPE_CHECKING:
     # Only for the signature: staplecheck works without requests installed.

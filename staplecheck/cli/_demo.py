@@ -16,10 +16,10 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from ._errors import find_staple_error
-from ._policy import Mode, Policy
-from ._result import StapleStatus
-from .testing import CA, POLICY_CASES, StapleCase, StaplingServer
+from .._errors import find_staple_error
+from .._policy import Mode, Policy
+from ..testing import CA, POLICY_CASES, StapleCase, StaplingServer
+from ..validation._result import StapleStatus
 
 if TYPE_CHECKING:
     import requests
@@ -48,7 +48,7 @@ def run_demo(out: TextIO | None = None, *, color: bool | None = None) -> int:
     try:
         import requests
 
-        from ._requests import StapleAdapter
+        from ..clients._requests import StapleAdapter
     except ImportError:
         print(
             "staplecheck: error: the demo needs requests: pip install 'staplecheck[requests]'",

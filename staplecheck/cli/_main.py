@@ -19,12 +19,18 @@ from typing import Any, NoReturn
 
 from cryptography import x509
 
-from . import __version__, _der
+from .. import __version__
+from .._policy import Mode, Policy
+from ..validation import _der
+from ..validation._result import StapleResult, StapleStatus
+from ..validation._signatures import NotIssuedError, check_issued_by
+from ..validation._validate import (
+    DEFAULT_CLOCK_SKEW,
+    DEFAULT_LIFETIME,
+    DEFAULT_MAX_AGE,
+    validate_staple,
+)
 from ._check import CheckError, check_url, parse_https_url
-from ._policy import Mode, Policy
-from ._result import StapleResult, StapleStatus
-from ._signatures import NotIssuedError, check_issued_by
-from ._validate import DEFAULT_CLOCK_SKEW, DEFAULT_LIFETIME, DEFAULT_MAX_AGE, validate_staple
 
 __all__ = ["main"]
 

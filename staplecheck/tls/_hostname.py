@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from urllib3.util.ssl_match_hostname import CertificateError, match_hostname
 
-from ._cache import LRUCache
+from .._cache import LRUCache
 
 __all__ = ["check_hostname", "is_ip", "peercert_dict"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .._policy import Policy, PolicyLike, as_policy
 from ._alabel import a_label
-from ._policy import Policy, PolicyLike, as_policy
 
 __all__ = ["HostPolicies", "HostPolicyLike", "as_host_policies"]
 

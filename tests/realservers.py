@@ -51,17 +51,20 @@ Facts measured on this project's machines (OpenSSL 3.0, nginx 1.22 from Debian's
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from staplecheck.testing._process import (
+    free_port,
+    port_accepts,
+    read_log,
+    terminate,
+    wait_until_listening,
+)
 from staplecheck.testing._service import Service
 from tests.conftest import require_program
 
@@ -92,22 +95,6 @@ class ServerStartError(RuntimeError):
     """A server did not start; the message carries its command and its output."""
 
 
-def free_port(host: str = HOST) -> int:
-    """A TCP port that was free a moment ago (bind port 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_accepts(port: int, host: str = HOST, timeout: float = 0.2) -> bool:
-    """Whether a TCP connection to ``host:port`` succeeds now."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 class RealServer(Service):
     """One external server process on 127.0.0.1: the parts nginx and s_server share.
 
@@ -129,7 +116,7 @@ class RealServer(Service):
 
     def _logs(self) -> str:
         """Everything the server said: its stdout/stderr file, plus subclass logs."""
-        return _read(self.directory / "output.log")
+        return read_log(self.directory / "output.log")
 
     def _environment(self) -> dict[str, str] | None:
         """The server's environment variables (``None``: this process's own)."""
@@ -173,7 +160,7 @@ class RealServer(Service):
         """Stop the process (SIGTERM, then SIGKILL) and remove the temporary directory."""
         process, self._process = self._process, None
         if process is not None:
-            _terminate(process)
+            terminate(process, timeout=STOP_TIMEOUT)
         tmp, self._tmp = self._tmp, None
         if tmp is not None:
             tmp.cleanup()
@@ -196,10 +183,10 @@ class RealServer(Service):
                     start_new_session=True,  # a terminal's Ctrl-C is the test run's
                 )
             self._process = process
-            if _wait_until_listening(process, port):
+            if wait_until_listening(process, HOST, port, timeout=START_TIMEOUT):
                 self.port = port
                 return
-            _terminate(process)
+            terminate(process, timeout=STOP_TIMEOUT)
             self._process = None
             logs = self._logs()
             failure = (
@@ -338,7 +325,7 @@ http {{
         return [binary, "-p", f"{self.directory}/", "-c", str(conf), "-e", "stderr"]
 
     def _logs(self) -> str:
-        return super()._logs() + _read(self.directory / "error.log")
+        return super()._logs() + read_log(self.directory / "error.log")
 
 
 def launch(
@@ -358,67 +345,6 @@ def launch(
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def _wait_until_listening(process: subprocess.Popen[bytes], port: int) -> bool:
-    """Whether ``process`` itself listens on ``port`` within the timeout.
-
-    A bare TCP connect is not proof: when someone else took the port first, nginx
-    keeps retrying bind() for about 2.5 s, and that other listener answers meanwhile.
-    Where ``/proc`` exists, the listening socket must be one of the process's own
-    descriptors.
-    """
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        if _listens(process.pid, port) and port_accepts(port):
-            return True
-        time.sleep(0.01)
-    return False
-
-
-def _listens(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds a socket listening on 127.0.0.1:``port``."""
-    try:
-        table = Path("/proc/net/tcp").read_text()
-    except OSError:
-        return True  # no /proc: fall back on the TCP connect alone
-    local = f"0100007F:{port:04X}"
-    inodes = {
-        f"socket:[{fields[9]}]"
-        for fields in (line.split() for line in table.splitlines()[1:])
-        if len(fields) > 9 and fields[1] == local and fields[3] == "0A"  # 0A: LISTEN
-    }
-    if not inodes:
-        return False
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
-                    return True
-    return False
-
-
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, wait, then SIGKILL: only this process, by its id."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
 
 
 _PEM_END = b"-----END CERTIFICATE-----"

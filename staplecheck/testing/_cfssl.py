@@ -36,15 +36,10 @@ What cfssl 1.2.0 (Debian's ``golang-cfssl``) does, read from its source and pinn
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import json
-import os
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from cryptography import x509
@@ -52,6 +47,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ._ocsp import REVOCATION_REASONS
 from ._pki import CA, Identity
+from ._process import free_port, read_log, terminate, wait_until_listening
 from ._service import Service
 
 __all__ = ["CfsslError", "CfsslResponder"]
@@ -239,7 +235,7 @@ class CfsslResponder(Service):
         after :meth:`stop`."""
         if self._tmp is None:
             return self._last_logs
-        return _read(self.directory / "ocspserve.log")
+        return read_log(self.directory / "ocspserve.log")
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -263,7 +259,7 @@ class CfsslResponder(Service):
         self._stopped = True
         process, self._process = self._process, None
         if process is not None:
-            _terminate(process)
+            terminate(process, timeout=_STOP_TIMEOUT)
         if self._tmp is not None:
             self._last_logs = self.logs
         tmp, self._tmp = self._tmp, None
@@ -274,7 +270,7 @@ class CfsslResponder(Service):
         failures: list[str] = []
         log = self.directory / "ocspserve.log"
         for _ in range(_BIND_ATTEMPTS):
-            port = _free_port(self.host)
+            port = free_port(self.host)
             command = [
                 self.binary, "ocspserve", "-address", self.host, "-port", str(port),
                 "-responses", str(responses),
@@ -289,16 +285,16 @@ class CfsslResponder(Service):
                     start_new_session=True,  # a terminal's Ctrl-C is the test run's
                 )
             self._process = process
-            if _wait_until_listening(process, self.host, port):
+            if wait_until_listening(process, self.host, port, timeout=_START_TIMEOUT):
                 self.port = port
                 return
-            _terminate(process)
+            terminate(process, timeout=_STOP_TIMEOUT)
             self._process = None
             failure = (
                 f"cfssl ocspserve did not start on {self.host}:{port} "
-                f"(exit code {process.returncode}).\ncommand: {' '.join(command)}\n{_read(log)}"
+                f"(exit code {process.returncode}).\ncommand: {' '.join(command)}\n{read_log(log)}"
             )
-            if "address already in use" not in _read(log):
+            if "address already in use" not in read_log(log):
                 raise CfsslError(failure)
             failures.append(failure)  # someone took the port first: try another
         raise CfsslError(
@@ -313,76 +309,3 @@ def _key_pem(ca: CA) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def _free_port(host: str) -> int:
-    """A TCP port that was free a moment ago (bind port 0, read it, release it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_listening(process: subprocess.Popen[bytes], host: str, port: int) -> bool:
-    """Whether ``process`` itself listens on ``port`` within the timeout. A TCP connect
-    alone is no proof: whoever took the port first answers it too."""
-    deadline = time.monotonic() + _START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        if _owns_listener(process.pid, port) and _accepts(host, port):
-            return True
-        time.sleep(0.01)
-    return False
-
-
-def _owns_listener(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds a socket listening on ``port`` (from ``/proc``;
-    where there is none, the TCP connect has to do)."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for fields in (line.split() for line in lines):
-            # local_address is ADDRESS:PORT in hex; state 0A is LISTEN.
-            if len(fields) > 9 and fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
-                inodes.add(f"socket:[{fields[9]}]")
-    if not Path("/proc/net/tcp").exists():
-        return True
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
-                    return True
-    return False
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, wait, then SIGKILL: only this process, by its id."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=_STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        process.wait(timeout=_STOP_TIMEOUT)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""

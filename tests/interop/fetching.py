@@ -13,7 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
-from tests.realservers import HOST, Nginx, RealServer, TLSVersion, _read
+from staplecheck.testing._process import read_log
+from tests.realservers import HOST, Nginx, RealServer, TLSVersion
 
 __all__ = ["APACHE_MODULES", "Apache", "Caddy", "FetchingNginx"]
 
@@ -57,7 +58,7 @@ class FetchingNginx(Nginx):
 
     def error_log(self) -> str:
         """nginx's error log so far (the fetches and their failures are logged there)."""
-        return _read(self.directory / "error.log")
+        return read_log(self.directory / "error.log")
 
 
 class Apache(RealServer):
@@ -168,7 +169,7 @@ SSLSessionCache none
         return [binary, "-X", "-f", str(conf), "-d", str(tmp)]
 
     def error_log(self) -> str:
-        return _read(self.directory / "error.log")
+        return read_log(self.directory / "error.log")
 
     def _logs(self) -> str:
         return super()._logs() + self.error_log()
@@ -259,7 +260,7 @@ https://localhost:{port} {{
         return [binary, "run", "--config", str(conf), "--adapter", "caddyfile"]
 
     def log(self) -> str:
-        return _read(self.directory / "caddy.log")
+        return read_log(self.directory / "caddy.log")
 
     def _logs(self) -> str:
         return super()._logs() + self.log()

@@ -60,13 +60,13 @@ from pathlib import Path
 
 import pytest
 
+from staplecheck.testing._process import read_log
 from tests.conftest import IN_CI
 from tests.realservers import (
     HOST,
     RealServer,
     ServerStartError,
     TLSVersion,
-    _read,
     launch,
 )
 
@@ -225,7 +225,7 @@ ssl.openssl.ssl-conf-cmd = ("MinProtocol" => "{version}", "MaxProtocol" => "{ver
         return [binary, "-D", "-f", str(conf)]
 
     def _logs(self) -> str:
-        return super()._logs() + _read(self.directory / "error.log")
+        return super()._logs() + read_log(self.directory / "error.log")
 
 
 class GnuTLSServer(_FileStapler):

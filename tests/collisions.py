@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from staplecheck import _der
 from staplecheck.testing import CA, Identity, generate_key
 from staplecheck.testing import _asn1 as asn1
+from staplecheck.validation import _der
 
 __all__ = ["recovered_key", "self_signed_copy", "with_recovered_issuer", "with_signature_of"]
 

@@ -19,10 +19,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from staplecheck import StapleStatus, _der, find_staple_error, session, validate_staple
+from staplecheck import StapleStatus, find_staple_error, session, validate_staple
 from staplecheck.cli._main import main
 from staplecheck.testing import CA, Identity, StaplingServer
 from staplecheck.testing import _asn1 as asn1
+from staplecheck.validation import _der
 
 NOW = datetime.datetime(2026, 11, 21, 12, tzinfo=datetime.timezone.utc)
 _ECDSA_SHA256 = asn1.sequence(asn1.oid("1.2.840.10045.4.3.2"))

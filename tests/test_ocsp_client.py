@@ -26,7 +26,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from staplecheck import _der
 from staplecheck.revocation._fetch import (
     CRL_TYPES,
     MAX_PARALLEL,
@@ -45,6 +44,7 @@ from staplecheck.revocation._ocsp import (
     response_status,
 )
 from staplecheck.testing import CA, CRLServer, Identity, OCSPResponder, make_ocsp_response
+from staplecheck.validation import _der
 from staplecheck.validation._result import StapleResult, StapleStatus
 from staplecheck.validation._validate import (
     DEFAULT_CLOCK_SKEW,

@@ -13,7 +13,7 @@ from urllib3.response import BaseHTTPResponse
 
 from ..revocation import RevocationChecker, RevocationResult
 from ..tls._hostpolicy import HostPolicyLike
-from ..tls._pyopenssl import get_revocation_result, get_staple_result
+from ..tls._pyopenssl import Clock, get_revocation_result, get_staple_result
 from ..tls._sslcontext import StapleSocket, StapleSSLContext
 from ..validation._result import StapleResult
 
@@ -110,13 +110,15 @@ def pool_manager(
     key_file: str | os.PathLike[str] | None = None,
     key_password: str | None = None,
     revocation: RevocationChecker | None = None,
+    clock: Clock | None = None,
     **kwargs: Any,
 ) -> PoolManager:
     """A urllib3 ``PoolManager`` that checks staples; responses carry ``.staple``.
 
     Verification is always on (certifi unless ``ca_certs``/``ca_cert_dir``).
-    ``revocation`` answers for policies with a fallback (default: the shared checker).
-    Other keyword arguments go to ``PoolManager`` (``retries``, ``timeout``, ...).
+    ``revocation`` answers for policies with a fallback (default: the shared checker);
+    ``clock`` gives the time staples are judged at (default: the system clock). Other
+    keyword arguments go to ``PoolManager`` (``retries``, ``timeout``, ...).
     """
     context = StapleSSLContext(
         policy,
@@ -126,6 +128,7 @@ def pool_manager(
         keyfile=key_file,
         password=key_password,
         revocation=revocation,
+        clock=clock,
     )
     return use_staple_pools(PoolManager(ssl_context=context, cert_reqs="CERT_REQUIRED", **kwargs))
 

@@ -773,3 +773,27 @@ def test_https_urls_are_skipped_unless_allowed(live: RevocationPKI, mode: str) -
     # Allowed, it is asked (and fails: nothing listens there).
     assert allowed.revocation is not None
     assert [(a.url, a.outcome) for a in allowed.revocation.attempts] == [(url, "failed")]
+
+
+# --- engine bugs, each found failing before its fix ------------------------------------------
+
+
+def test_static_crl_files_without_one_from_the_issuer_are_a_failed_attempt(
+    live: RevocationPKI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Files that are all other CAs' CRLs answer nothing: that is said (a failed crl
+    attempt naming why) and logged, not left out of the verdict."""
+    pki = live
+    _write(tmp_path / "root.crl", pki.root.crl())
+    _write(tmp_path / "elsewhere.crl", CA(name="another CA", now=NOW).crl())
+    policy = Policy(mode=Mode.HARD_FAIL, fallback=("crl",), crl_files=(str(tmp_path),))
+    with stapling(pki.leaf, None) as server:
+        result = connect("pyopenssl", server, policy, pki.checker(), pki.trust)
+    assert not result.accepted
+    assert result.revocation is not None
+    assert [(a.source, a.url, a.outcome) for a in result.revocation.attempts] == [
+        ("crl", str(tmp_path), "failed")
+    ]
+    reason = result.revocation.attempts[0].reason
+    assert "none of the 2 static CRL files is from the certificate's issuer" in reason
+    assert any(reason in record.getMessage() for record in caplog.records)

@@ -469,10 +469,12 @@ class RevocationChecker:
                         milliseconds=elapsed(),
                     )
                 )
+            judged = 0
             for path, der in found:
                 index = self._judge_crl(path, der, plan.certs, policy, now)
                 if isinstance(index, CRLRefusal) and index.reason.startswith(_OTHER_ISSUER):
                     continue  # another CA's CRL in the same directory
+                judged += 1
                 verdict = crl_verdict(index, plan.certs.leaf, now=now)
                 attempts.append(
                     Attempt(
@@ -486,6 +488,22 @@ class RevocationChecker:
                 if verdict.status in _CRL_ANSWERS:
                     self._count("crl_answer")
                     return verdict, "crl"
+            if not judged:
+                # Not silence: the caller configured CRLs and none can answer.
+                reason = (
+                    f"none of the {len(found)} static CRL files is from the certificate's "
+                    "issuer (other CAs' CRLs are skipped)"
+                )
+                attempts.append(
+                    Attempt(
+                        source="crl",
+                        url=", ".join(policy.crl_files)[:200],
+                        outcome="failed",
+                        reason=reason,
+                        milliseconds=elapsed(),
+                    )
+                )
+                logger.warning("%s: CRL files for %s: %s", where, _subject(plan.certs), reason)
             return None
         for url in plan.crl_urls:
             if self._monotonic() >= deadline:

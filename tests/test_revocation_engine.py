@@ -797,3 +797,38 @@ def test_static_crl_files_without_one_from_the_issuer_are_a_failed_attempt(
     reason = result.revocation.attempts[0].reason
     assert "none of the 2 static CRL files is from the certificate's issuer" in reason
     assert any(reason in record.getMessage() for record in caplog.records)
+
+
+def test_static_crl_files_revoked_wins_over_good(live: RevocationPKI, tmp_path: Path) -> None:
+    """Every CRL file from the issuer is judged: an older CRL, still within its
+    validity, that does not list the certificate cannot hide a newer one that does."""
+    pki = live
+    older = _write(
+        tmp_path / "a-older.crl",
+        pki.intermediate.crl(this_update=NOW - datetime.timedelta(hours=6), crl_number=1),
+    )
+    newer = _write(
+        tmp_path / "b-newer.crl",
+        pki.intermediate.crl([pki.leaf], reason="keyCompromise", crl_number=2),
+    )
+    policy = Policy(mode=Mode.SOFT_FAIL, fallback=("crl",), crl_files=(str(tmp_path),))
+    with stapling(pki.leaf, None) as server:
+        result = connect("requests", server, policy, pki.checker(), pki.trust)
+    assert not result.accepted
+    assert result.revocation is not None
+    assert (result.revocation.status, result.revocation.source) == (StapleStatus.REVOKED, "crl")
+    assert result.revocation.revocation_reason == "keyCompromise"
+    assert [(a.url, a.outcome) for a in result.revocation.attempts] == [
+        (older, "good"),
+        (newer, "revoked"),
+    ]
+
+
+def _ocsp_key(pki: RevocationPKI) -> str:
+    from staplecheck.revocation._plan import request_key
+    from staplecheck.validation._validate import CertPair
+
+    pair = CertPair(
+        pki.leaf.cert.public_bytes(Encoding.DER), pki.intermediate.cert.public_bytes(Encoding.DER)
+    )
+    return request_key(pair)[1]

@@ -469,13 +469,13 @@ class RevocationChecker:
                         milliseconds=elapsed(),
                     )
                 )
-            judged = 0
+            verdicts: list[StapleResult] = []
             for path, der in found:
                 index = self._judge_crl(path, der, plan.certs, policy, now)
                 if isinstance(index, CRLRefusal) and index.reason.startswith(_OTHER_ISSUER):
                     continue  # another CA's CRL in the same directory
-                judged += 1
                 verdict = crl_verdict(index, plan.certs.leaf, now=now)
+                verdicts.append(verdict)
                 attempts.append(
                     Attempt(
                         source="crl",
@@ -485,10 +485,14 @@ class RevocationChecker:
                         milliseconds=elapsed(),
                     )
                 )
-                if verdict.status in _CRL_ANSWERS:
+            # Every file from the issuer is judged, and a revocation in any of them wins:
+            # an older CRL that is still current cannot hide a newer one that revokes.
+            for wanted in (StapleStatus.REVOKED, StapleStatus.GOOD):
+                chosen = next((v for v in verdicts if v.status is wanted), None)
+                if chosen is not None:
                     self._count("crl_answer")
-                    return verdict, "crl"
-            if not judged:
+                    return chosen, "crl"
+            if not verdicts:
                 # Not silence: the caller configured CRLs and none can answer.
                 reason = (
                     f"none of the {len(found)} static CRL files is from the certificate's "

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from staplecheck import Mode, Policy, ResponderOverride, RevocationError, StapleStatus
+from staplecheck.revocation.stores import MemoryStore
 from staplecheck.testing import CA, CRLEntry, RawExtension
 from tests.conftest import NOW
 from tests.revocation_servers import (
@@ -832,3 +833,37 @@ def _ocsp_key(pki: RevocationPKI) -> str:
         pki.leaf.cert.public_bytes(Encoding.DER), pki.intermediate.cert.public_bytes(Encoding.DER)
     )
     return request_key(pair)[1]
+
+
+def test_a_failure_mark_beyond_the_failure_ttl_is_ignored(
+    live: RevocationPKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever can write a shared store must not silence checking (which under
+    soft-fail means accepting) with a failure mark far in the future."""
+    pki = live
+    pki.responder.set_status(pki.leaf, "revoked")
+    store = MemoryStore()
+    store.mark_failure(
+        _ocsp_key(pki), now=NOW, until=NOW + 365 * DAY, reason="responder down (or so I say)"
+    )
+    checker = pki.checker(store=store, failure_ttl=datetime.timedelta(seconds=30))
+    policy = Policy(mode=Mode.SOFT_FAIL, fallback=("ocsp",))
+    with stapling(pki.leaf, None) as server:
+        result = connect("urllib3", server, policy, checker, pki.trust)
+    assert not result.accepted
+    assert result.revocation is not None
+    assert (result.revocation.status, result.revocation.source) == (StapleStatus.REVOKED, "ocsp")
+    assert checker.counts["mark_ignored"] == 1
+    assert "skipped" not in checker.counts
+    assert any("failure mark" in record.getMessage() for record in caplog.records)
+    # A mark within this checker's own failure_ttl is still honoured.
+    honest = MemoryStore()
+    honest.mark_failure(
+        _ocsp_key(pki), now=NOW, until=NOW + datetime.timedelta(seconds=20), reason="down"
+    )
+    checker = pki.checker(store=honest, failure_ttl=datetime.timedelta(seconds=30))
+    with stapling(pki.leaf, None) as server:
+        result = connect("urllib3", server, policy, checker, pki.trust)
+    assert result.accepted
+    assert result.revocation is not None
+    assert [a.outcome for a in result.revocation.attempts] == ["skipped"]

@@ -272,7 +272,19 @@ class RevocationChecker:
             )
             return RevocationResult.from_answer(cached, "cache", tuple(attempts), subject)
         failure = self.store.failure(plan.ocsp_key, now=now)
-        if isinstance(failure, Failure):
+        if isinstance(failure, Failure) and failure.until > now + self._failure_ttl:
+            # Not a mark this checker would write: whoever can write a shared store could
+            # silence checking forever (under soft-fail, accepting). Ask anyway.
+            self._count("mark_ignored")
+            logger.warning(
+                "%s: revocation of %s: a failure mark until %s, past this checker's "
+                "failure_ttl (%s), was ignored",
+                where,
+                subject,
+                failure.until.isoformat(),
+                self._failure_ttl,
+            )
+        elif isinstance(failure, Failure):
             self._count("skipped")
             reason = (
                 f"every source failed recently ({failure.reason}); "

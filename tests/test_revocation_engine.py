@@ -867,3 +867,80 @@ def test_a_failure_mark_beyond_the_failure_ttl_is_ignored(
     assert result.accepted
     assert result.revocation is not None
     assert [a.outcome for a in result.revocation.attempts] == ["skipped"]
+
+
+def test_a_stored_crl_that_does_not_cover_the_certificate_does_not_end_the_crl_source(
+    live: RevocationPKI,
+) -> None:
+    """A valid CRL of the right issuer read from the store, but a partition for other
+    certificates (its issuingDistributionPoint names another point), answers nothing
+    for this one: the distribution point is fetched instead."""
+    from staplecheck.revocation.stores import crl_key
+
+    pki = live
+    url = pki.crls.url(LEAF_CRL)
+    pki.crls.set_crl(LEAF_CRL, pki.intermediate.crl([pki.leaf], reason="keyCompromise"))
+    partition = pki.intermediate.crl(
+        issuing_distribution_point=_idp(url=pki.crls.url("/partition-2.crl"))
+    )
+    store = MemoryStore()
+    store.put(crl_key(url), partition, now=NOW, expires_at=NOW + DAY)
+    checker = pki.checker(store=store)
+    policy = Policy(mode=Mode.SOFT_FAIL, fallback=("crl",))
+    before = pki.crls.requests
+    with stapling(pki.leaf, None) as server:
+        first = connect("pyopenssl", server, policy, checker, pki.trust)
+        # The fetched CRL replaced the partition in the store and the memo.
+        again = connect("pyopenssl", server, policy, checker, pki.trust)
+    assert pki.crls.requests - before == 1
+    assert not first.accepted
+    assert first.revocation is not None
+    assert (first.revocation.status, first.revocation.source) == (StapleStatus.REVOKED, "crl")
+    assert [(a.source, a.url, a.outcome) for a in first.revocation.attempts] == [
+        ("cache", url, "invalid"),
+        ("crl", url, "revoked"),
+    ]
+    assert not again.accepted
+    assert again.revocation is not None
+    assert (again.revocation.status, again.revocation.source) == (StapleStatus.REVOKED, "cache")
+
+
+def test_a_remembered_crl_that_does_not_cover_the_certificate_is_fetched_again(
+    live: RevocationPKI,
+) -> None:
+    """The same through the checker's in-memory memo of current CRLs: a partitioned
+    CRL remembered for one certificate does not answer for another."""
+    pki = live
+    url = pki.crls.url(LEAF_CRL)
+    # A partition covering only CA certificates: remembered after the first connection.
+    only_cas = x509.IssuingDistributionPoint(
+        full_name=None,
+        relative_name=None,
+        only_contains_user_certs=False,
+        only_contains_ca_certs=True,
+        only_some_reasons=None,
+        indirect_crl=False,
+        only_contains_attribute_certs=False,
+    )
+    pki.crls.set_crl(LEAF_CRL, pki.intermediate.crl(issuing_distribution_point=only_cas))
+    # No failure mark after the first connection's non-answer: the memo is under test.
+    checker = pki.checker(failure_ttl=datetime.timedelta(0))
+    policy = Policy(mode=Mode.SOFT_FAIL, fallback=("crl",))
+    before = pki.crls.requests
+    with stapling(pki.leaf, None) as server:
+        first = connect("pyopenssl", server, policy, checker, pki.trust)
+        pki.crls.set_crl(LEAF_CRL, pki.intermediate.crl([pki.leaf], reason="keyCompromise"))
+        second = connect("pyopenssl", server, policy, checker, pki.trust)
+    assert first.accepted  # soft-fail: no answer
+    assert first.revocation is not None
+    assert [(a.source, a.url, a.outcome) for a in first.revocation.attempts] == [
+        ("crl", url, "invalid")
+    ]
+    assert not second.accepted
+    assert second.revocation is not None
+    assert [(a.source, a.url, a.outcome) for a in second.revocation.attempts] == [
+        ("cache", url, "invalid"),
+        ("crl", url, "revoked"),
+    ]
+    assert "does not answer for this certificate" in second.revocation.attempts[0].reason
+    assert pki.crls.requests - before == 2

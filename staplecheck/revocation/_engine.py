@@ -543,14 +543,14 @@ class RevocationChecker:
         where: str,
     ) -> tuple[StapleResult, str] | None:
         memo_key = (url, certs.issuer_der, _settings(policy))
+        key = crl_key(url)
         current = self._current_crl.get(memo_key)
-        source = "cache"
         if current is not None and current.earliest <= now <= current.latest:
-            index: CRLIndex | CRLRefusal = current
+            answer = self._known_crl(url, current, certs, now, attempts, elapsed, where)
+            if answer is not None:
+                return answer
         else:
-            key = crl_key(url)
             entry = self.store.get(key, now=now)
-            index = CRLRefusal("no CRL")
             if isinstance(entry, Entry):
                 index = self._judge_crl(url, entry.der, certs, policy, now)
                 if isinstance(index, CRLRefusal) or not index.earliest <= now <= index.latest:
@@ -564,39 +564,40 @@ class RevocationChecker:
                         )
                     )
                     self._count("cache_rejected")
-                    index = CRLRefusal("no CRL")
-            if isinstance(index, CRLRefusal):
-                source = "crl"
-                self._count("crl_fetch")
-                try:
-                    der = self._fetch_crl(
-                        url,
-                        deadline=deadline,
-                        timeout=max(deadline - self._monotonic(), 0.001),
-                        allow_https=policy.allow_https_fetch,
-                        clock=self._monotonic,
-                    )
-                except FetchError as error:
-                    attempts.append(
-                        Attempt(
-                            source="crl",
-                            url=url,
-                            outcome="failed",
-                            reason=error.reason,
-                            milliseconds=elapsed(),
-                        )
-                    )
-                    logger.debug("%s: CRL %s failed: %s", where, url, error.reason)
-                    return None
-                index = self._judge_crl(url, der, certs, policy, now)
-                if isinstance(index, CRLIndex):
-                    self.store.put(key, der, now=now, expires_at=crl_expiry(index))
-            if isinstance(index, CRLIndex):
-                self._current_crl.put(memo_key, index)
-        verdict = crl_verdict(index, certs.leaf, now=now)
+                else:
+                    self._current_crl.put(memo_key, index)
+                    answer = self._known_crl(url, index, certs, now, attempts, elapsed, where)
+                    if answer is not None:
+                        return answer
+        self._count("crl_fetch")
+        try:
+            der = self._fetch_crl(
+                url,
+                deadline=deadline,
+                timeout=max(deadline - self._monotonic(), 0.001),
+                allow_https=policy.allow_https_fetch,
+                clock=self._monotonic,
+            )
+        except FetchError as error:
+            attempts.append(
+                Attempt(
+                    source="crl",
+                    url=url,
+                    outcome="failed",
+                    reason=error.reason,
+                    milliseconds=elapsed(),
+                )
+            )
+            logger.debug("%s: CRL %s failed: %s", where, url, error.reason)
+            return None
+        judged = self._judge_crl(url, der, certs, policy, now)
+        if isinstance(judged, CRLIndex):
+            self.store.put(key, der, now=now, expires_at=crl_expiry(judged))
+            self._current_crl.put(memo_key, judged)
+        verdict = crl_verdict(judged, certs.leaf, now=now)
         attempts.append(
             Attempt(
-                source=source if source == "crl" else "cache",
+                source="crl",
                 url=url,
                 outcome=verdict.status.value,
                 reason=verdict.reason,
@@ -605,9 +606,47 @@ class RevocationChecker:
         )
         logger.debug("%s: CRL %s: %s (%s)", where, url, verdict.status.value, verdict.reason)
         if verdict.status in _CRL_ANSWERS:
-            self._count("crl_answer" if source == "crl" else "cache_hit")
-            return verdict, source
+            self._count("crl_answer")
+            return verdict, "crl"
         return None
+
+    def _known_crl(
+        self,
+        url: str,
+        index: CRLIndex,
+        certs: CertPair,
+        now: datetime.datetime,
+        attempts: list[Attempt],
+        elapsed: Callable[[], float],
+        where: str,
+    ) -> tuple[StapleResult, str] | None:
+        """The answer of a current CRL already held (memo or store), or ``None`` when it
+        does not answer for this certificate (a partition for others, say): then the
+        distribution point is fetched, not given up on."""
+        verdict = crl_verdict(index, certs.leaf, now=now)
+        definite = verdict.status in _CRL_ANSWERS
+        reason = (
+            verdict.reason
+            if definite
+            else (
+                f"the cached CRL does not answer for this certificate, fetched again: "
+                f"{verdict.reason}"
+            )
+        )
+        attempts.append(
+            Attempt(
+                source="cache",
+                url=url,
+                outcome=verdict.status.value,
+                reason=reason,
+                milliseconds=elapsed(),
+            )
+        )
+        logger.debug("%s: CRL %s (cached): %s (%s)", where, url, verdict.status.value, reason)
+        if not definite:
+            return None
+        self._count("cache_hit")
+        return verdict, "cache"
 
     def _judge_crl(
         self, where: str, der: bytes, certs: CertPair, policy: Policy, now: datetime.datetime

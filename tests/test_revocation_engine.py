@@ -34,7 +34,7 @@ from tests.revocation_servers import (
     revocation_pki,
     stapling,
 )
-from tests.test_policy import FALLBACK_CASES, TABLE_CASES
+from tests.test_policy import FALLBACK_CASES, TABLE_CASES, _doc_table
 
 DAY = datetime.timedelta(days=1)
 FALLBACKS: tuple[tuple[str, ...], ...] = ((), ("ocsp",), ("crl",), ("ocsp", "crl"))
@@ -228,6 +228,99 @@ def test_every_policy_row_through_real_handshakes(
         assert "intermediate" in result.responder
     else:
         assert result.responder == "CRL from issuer CN=staplecheck test intermediate"
+
+
+def test_the_matrix_runs_every_kind_of_row_on_every_client_and_tls_version() -> None:
+    """The rotation is not luck: each client under each TLS version accepts and refuses
+    on the staple alone and on a fallback answer."""
+    seen = set()
+    for case in _matrix():
+        mode, fallback, staple, must, answer, client, tls = case.values  # type: ignore[attr-defined]
+        asked = _asked(mode, fallback, staple, must)
+        seen.add((client, tls, asked, _expected(mode, fallback, staple, must, answer)))
+    assert seen == {
+        (client, tls, asked, accepted)
+        for client in CLIENTS
+        for tls in TLS_VERSIONS
+        for asked in (False, True)
+        for accepted in (False, True)
+    }
+
+
+def _chain_cases() -> list[object]:
+    header, rows = _doc_table("chain")
+    cases = []
+    for index, (label, *cells) in enumerate(rows):
+        for column, (mode, cell) in enumerate(zip(header[1:], cells, strict=True)):
+            client = CLIENTS[(index + column) % 3]
+            tls = TLS_VERSIONS[(index + column) % 2]
+            cases.append(
+                pytest.param(
+                    label, mode, cell == "A", client, tls, id=f"{label}-{mode}-{client}-tls{tls}"
+                )
+            )
+    return cases
+
+
+@pytest.mark.parametrize(("answer", "mode", "accepted", "client", "tls"), _chain_cases())
+def test_chain_table_through_real_handshakes(
+    live: RevocationPKI, answer: str, mode: str, accepted: bool, client: str, tls: str
+) -> None:
+    """docs/policies.md's intermediates table: the leaf has a good staple, the
+    intermediate gets the row's answer from the root's live responder."""
+    pki = live
+    serial = pki.intermediate.cert.serial_number
+    if answer == "none":
+        pki.root_responder.misbehave("garbage")
+    else:
+        pki.root_responder.set_status(serial, answer)
+    policy = Policy(mode=Mode(mode), fallback=("ocsp",), check_chain=True)
+    with stapling(pki.leaf, pki.staple("good"), tls) as server:
+        result = connect(client, server, policy, pki.checker(), pki.trust)
+    assert result.accepted is accepted
+    assert result.revocation is not None
+    assert (result.revocation.status, result.revocation.source) == (StapleStatus.GOOD, "staple")
+    (inter,) = result.revocation.chain
+    assert inter.accepted is accepted
+    assert inter.serial_number == serial
+    if answer == "none":
+        assert (inter.status, inter.source) == (StapleStatus.MISSING, None)
+        assert [(a.url, a.outcome) for a in inter.attempts] == [(pki.root_responder.url, "invalid")]
+    else:
+        assert (inter.status.value, inter.source) == (answer, "ocsp")
+    if not accepted:
+        assert isinstance(result.error, RevocationError)
+        assert result.error.revocation == result.revocation
+
+
+@pytest.mark.parametrize(("client", "tls"), [("urllib3", "1.3"), ("pyopenssl", "1.2")])
+def test_crl_answers_when_ocsp_gives_none(live: RevocationPKI, client: str, tls: str) -> None:
+    """fallback=("ocsp", "crl"): the sources are asked in order until one answers."""
+    pki = live
+    pki.responder.misbehave("forged")
+    pki.crls.set_crl(LEAF_CRL, pki.intermediate.crl([pki.leaf], reason="privilegeWithdrawn"))
+    policy = Policy(mode=Mode.SOFT_FAIL, fallback=("ocsp", "crl"))
+    with stapling(pki.leaf, pki.staple("stale"), tls) as server:
+        result = connect(client, server, policy, pki.checker(), pki.trust)
+    assert not result.accepted
+    assert result.revocation is not None
+    assert (result.revocation.status, result.revocation.source) == (StapleStatus.REVOKED, "crl")
+    assert result.revocation.revocation_reason == "privilegeWithdrawn"
+    assert [(a.source, a.url, a.outcome) for a in result.revocation.attempts] == [
+        ("ocsp", pki.responder.url, "invalid"),
+        ("crl", pki.crls.url(LEAF_CRL), "revoked"),
+    ]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_nonce_is_sent_and_checked(live: RevocationPKI, client: str) -> None:
+    pki = live
+    policy = Policy(mode=Mode.HARD_FAIL, fallback=("ocsp",), ocsp_nonce=True)
+    with stapling(pki.leaf, None) as server:
+        result = connect(client, server, policy, pki.checker(), pki.trust)
+    assert result.accepted
+    assert result.revocation is not None
+    assert (result.revocation.status, result.revocation.source) == (StapleStatus.GOOD, "ocsp")
 
 
 # --- every way a responder gives no answer ---------------------------------------------

@@ -120,7 +120,8 @@ class RevocationChecker:
     def counts(self) -> dict[str, int]:
         """How many of each event so far: ``cache_hit``, ``ocsp_query``,
         ``ocsp_answer``, ``crl_fetch``, ``crl_answer``, ``failure``, ``skipped``,
-        ``shared`` (a check that waited for another's query), ``store_miss``..."""
+        ``shared`` (a check that waited for another's query), ``store_miss``,
+        ``mark_ignored`` (a stored failure mark longer than ``failure_ttl``)..."""
         with self._counts_lock:
             return dict(self._counts)
 

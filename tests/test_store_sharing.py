@@ -223,6 +223,10 @@ class PKI:
     revoked: Site
     crl_revoked: Site
     down: Site
+    ocsp_works: Site
+    """Revoked; its responder answers, its distribution point is missing (404)."""
+    crl_works: Site
+    """Revoked; its responder answers tryLater, its CRL lists it."""
 
 
 @pytest.fixture(scope="module")
@@ -241,19 +245,26 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PKI]:
         revoked = issuer.issue_cert("localhost", ocsp_url=responder.url)
         crl_revoked = issuer.issue_cert("localhost", crl_url=crl_url)
         down = issuer.issue_cert("localhost", ocsp_url=flaky.url)
+        ocsp_works = issuer.issue_cert(
+            "localhost", ocsp_url=responder.url, crl_url=crl_server.url("/missing.crl")
+        )
+        crl_works = issuer.issue_cert("localhost", ocsp_url=flaky.url, crl_url=crl_url)
+        responder.set_status(ocsp_works, "revoked", revocation_time=NOW - DAY)
         responder.set_status(good, "good")
         responder.set_status(
             revoked, "revoked", revocation_reason="keyCompromise", revocation_time=NOW - DAY
         )
         crl_server.set_crl(
             "/issuer.crl",
-            issuer.crl([crl_revoked], reason="keyCompromise", this_update=NOW - HOUR),
+            issuer.crl([crl_revoked, crl_works], reason="keyCompromise", this_update=NOW - HOUR),
         )
         with (
             StaplingServer(good) as good_server,
             StaplingServer(revoked) as revoked_server,
             StaplingServer(crl_revoked) as crl_server_site,
             StaplingServer(down) as down_server,
+            StaplingServer(ocsp_works) as ocsp_works_server,
+            StaplingServer(crl_works) as crl_works_server,
         ):
             yield PKI(
                 root=root,
@@ -266,6 +277,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PKI]:
                 revoked=Site(revoked, revoked_server),
                 crl_revoked=Site(crl_revoked, crl_server_site),
                 down=Site(down, down_server),
+                ocsp_works=Site(ocsp_works, ocsp_works_server),
+                crl_works=Site(crl_works, crl_works_server),
             )
 
 
@@ -375,7 +388,7 @@ def test_failure_marks_are_shared(workers: list[Worker], pki: PKI, shared: Share
     assert skipped["accepted"]  # soft-fail: no answer goes on
     (attempt,) = skipped["revocation"]["attempts"]
     assert (attempt["source"], attempt["outcome"]) == ("ocsp", "skipped")
-    assert "every source failed recently" in attempt["reason"]
+    assert "the OCSP responders failed recently" in attempt["reason"]
     assert "tryLater" in attempt["reason"]  # the first process's reason, carried over
     assert skipped["counts"].get("skipped") == 1
     assert pki.flaky.requests == before + 1
@@ -383,6 +396,67 @@ def test_failure_marks_are_shared(workers: list[Worker], pki: PKI, shared: Share
     later = ask(third, pki, shared, pki.down, fallback=("ocsp",), now=NOW + 31 * SECOND)
     assert attempts(later) == [("ocsp", pki.flaky.url, "invalid")]
     assert pki.flaky.requests == before + 2
+
+
+@pytest.mark.parametrize("mode", ["soft-fail", "hard-fail"])
+@pytest.mark.parametrize(
+    ("site_name", "failing", "working"),
+    [("ocsp_works", "crl", "ocsp"), ("crl_works", "ocsp", "crl")],
+    ids=["crl-failed-ocsp-asked", "ocsp-failed-crl-asked"],
+)
+def test_a_failure_of_one_source_does_not_skip_another(
+    workers: list[Worker],
+    pki: PKI,
+    shared: Shared,
+    site_name: str,
+    failing: str,
+    working: str,
+    mode: str,
+) -> None:
+    """One process's only source failed (its policy asks only that one); another
+    process whose policy asks the other source, which works, still asks it and gets
+    the answer: a failure mark is about the source that failed, not the certificate."""
+    site: Site = getattr(pki, site_name)
+    first, second, _ = workers
+    failed = ask(first, pki, shared, site, mode=mode, fallback=(failing,))
+    assert failed["revocation"]["source"] is None
+    assert [a["outcome"] for a in failed["revocation"]["attempts"]] in (["failed"], ["invalid"])
+    answer = ask(second, pki, shared, site, mode=mode, fallback=(working,))
+    assert not answer["accepted"], answer
+    assert (answer["revocation"]["status"], answer["revocation"]["source"]) == ("revoked", working)
+
+
+def test_a_distribution_point_that_failed_is_not_fetched_again(
+    workers: list[Worker], pki: PKI, shared: Shared
+) -> None:
+    """The ocsp_works leaf's distribution point answers 404: one process fetches it and
+    marks it; another, asking only CRLs, does not fetch it again while the mark lasts."""
+    first, second, _ = workers
+    url = pki.crl_server.url("/missing.crl")
+    before = pki.crl_server.requests
+    failed = ask(first, pki, shared, pki.ocsp_works, fallback=("crl",))
+    assert attempts(failed) == [("crl", url, "failed")]
+    assert pki.crl_server.requests == before + 1
+    skipped = ask(second, pki, shared, pki.ocsp_works, fallback=("crl",))
+    (attempt,) = skipped["revocation"]["attempts"]
+    assert (attempt["source"], attempt["url"], attempt["outcome"]) == ("crl", url, "skipped")
+    assert "this distribution point failed recently" in attempt["reason"]
+    assert "404" in attempt["reason"]
+    assert pki.crl_server.requests == before + 1
+
+
+def test_a_failure_mark_on_a_crl_url_does_not_hide_the_stored_crl(
+    workers: list[Worker], pki: PKI, shared: Shared
+) -> None:
+    """A mark holds back fetching, not reading: a current CRL in the store still answers."""
+    first, second, _ = workers
+    url = pki.crl_server.url("/issuer.crl")
+    fetched = ask(first, pki, shared, pki.crl_revoked, fallback=("crl",))
+    assert fetched["revocation"]["source"] == "crl"
+    until = NOW + 20 * SECOND
+    assert shared.store.mark_failure(crl_key(url), now=NOW, until=until, reason="x") is None
+    read = ask(second, pki, shared, pki.crl_revoked, fallback=("crl",))
+    assert (read["revocation"]["status"], read["revocation"]["source"]) == ("revoked", "cache")
 
 
 def test_cold_processes_at_once_each_query_or_hit(

@@ -10,10 +10,13 @@ store can lose answers, never forge them.
 
 Concurrent checks of one certificate make one query (single-flight, per process):
 the first caller asks, the others wait for its result within their own budget. A
-certificate whose sources all failed is marked in the store for
-``failure_ttl``, so a dead responder is not asked on every connection; the mark is
-logged on each skip. Every query, hit, failure and skip is logged (logger
-``staplecheck``) and counted (:attr:`RevocationChecker.counts`).
+source that failed is marked in the store for ``failure_ttl``, so a dead responder is
+not asked on every connection: a certificate's OCSP responders under its CertID's key
+(when none answered), a distribution point under its URL's key. A mark holds back only
+the source it names (a check that asks others still asks them) and only fetching (a
+current stored answer still counts); it is logged on each skip. Every query, hit,
+failure and skip is logged (logger ``staplecheck``) and counted
+(:attr:`RevocationChecker.counts`).
 """
 
 from __future__ import annotations
@@ -271,24 +274,15 @@ class RevocationChecker:
                 cached.status.value,
             )
             return RevocationResult.from_answer(cached, "cache", tuple(attempts), subject)
-        failure = self.store.failure(plan.ocsp_key, now=now)
-        if isinstance(failure, Failure):
-            self._count("skipped")
-            reason = (
-                f"every source failed recently ({failure.reason}); "
-                f"not asked again until {failure.until.isoformat()}"
-            )
-            attempts.append(
-                Attempt(
-                    source="ocsp",
-                    url=None,
-                    outcome="skipped",
-                    reason=reason,
-                    milliseconds=elapsed(),
-                )
-            )
-            logger.info("%s: revocation of %s not asked: %s", where, subject, reason)
-            return _no_answer(plan.certs, subject, attempts, reason)
+        # A failure mark is about the source that failed: the OCSP responders under the
+        # CertID's key here, each distribution point under its URL's key (_crl_from). A
+        # check that asks other sources is not held back by it.
+        marked = None
+        if "ocsp" in policy.sources:
+            marked = self._recent_failure(plan.ocsp_key, now)
+        if marked is not None:
+            reason = _skip_reason("the OCSP responders", marked)
+            self._skip_marked("ocsp", None, reason, attempts, elapsed(), where)
         for skipped in plan.skipped:
             attempts.append(
                 Attempt(
@@ -312,30 +306,66 @@ class RevocationChecker:
             if self._monotonic() >= deadline:
                 break
             if source == "ocsp":
+                if marked is not None:
+                    continue
                 answer = self._ask_responders(plan, policy, now, deadline, attempts, start, where)
             else:
                 answer = self._read_crls(plan, policy, now, deadline, attempts, elapsed, where)
             if answer is not None:
                 return RevocationResult.from_answer(answer[0], answer[1], tuple(attempts), subject)
+        tried = [a for a in attempts if a.outcome != "skipped" and a.source != "cache"]
+        marks = [a for a in attempts if a.outcome == "skipped" and _MARKED in a.reason]
+        if marks and not tried:
+            # Every source it would ask failed recently: nothing new to mark.
+            reason = marks[0].reason
+            logger.info("%s: revocation of %s not asked: %s", where, subject, reason)
+            return _no_answer(plan.certs, subject, attempts, reason)
         reason = "no source gave a definite answer" + (
             " in time" if self._monotonic() >= deadline else ""
         )
         self._count("failure")
-        failed = [a for a in attempts if a.outcome not in ("skipped",)]
-        if failed:
-            summary = "; ".join(
-                f"{a.source} {a.url or ''} {a.outcome}: {a.reason}"[:200] for a in failed[:4]
-            )
-            self.store.mark_failure(
-                plan.ocsp_key,
-                now=now,
-                until=now + self._failure_ttl,
-                reason=summary[:500] or reason,
-            )
+        self._mark_failures(plan, tried, now)
         logger.warning(
             "%s: revocation of %s: %s (%d attempts)", where, subject, reason, len(attempts)
         )
         return _no_answer(plan.certs, subject, attempts, reason)
+
+    def _recent_failure(self, key: str, now: datetime.datetime) -> Failure | None:
+        """The failure mark under ``key``, if one is in force at ``now``."""
+        failure = self.store.failure(key, now=now)
+        return failure if isinstance(failure, Failure) else None
+
+    def _skip_marked(
+        self,
+        source: str,
+        url: str | None,
+        reason: str,
+        attempts: list[Attempt],
+        milliseconds: float,
+        where: str,
+    ) -> None:
+        self._count("skipped")
+        attempts.append(
+            Attempt(
+                source=source, url=url, outcome="skipped", reason=reason, milliseconds=milliseconds
+            )
+        )
+        logger.info("%s: %s %s not asked: %s", where, source, url or "", reason)
+
+    def _mark_failures(self, plan: Plan, tried: list[Attempt], now: datetime.datetime) -> None:
+        """Mark the OCSP responders as failed under the CertID's key when they were
+        asked and none answered (distribution points are marked as they fail)."""
+        ocsp = [a for a in tried if a.source == "ocsp"]
+        if ocsp:
+            until = now + self._failure_ttl
+            self.store.mark_failure(plan.ocsp_key, now=now, until=until, reason=_summary(ocsp))
+
+    def _mark_crl_failure(self, key: str, url: str, reason: str, now: datetime.datetime) -> None:
+        """Mark a distribution point that could not be fetched or served a CRL that was
+        refused: it is not fetched again for ``failure_ttl`` (a stored CRL still counts)."""
+        self.store.mark_failure(
+            key, now=now, until=now + self._failure_ttl, reason=f"crl {url} {reason}"[:500]
+        )
 
     # --- sources -------------------------------------------------------------------------
 
@@ -533,6 +563,11 @@ class RevocationChecker:
                     index = CRLRefusal("no CRL")
             if isinstance(index, CRLRefusal):
                 source = "crl"
+                marked = self._recent_failure(key, now)
+                if marked is not None:  # a failure mark holds back fetching, not the store
+                    reason = _skip_reason("this distribution point", marked)
+                    self._skip_marked("crl", url, reason, attempts, elapsed(), where)
+                    return None
                 self._count("crl_fetch")
                 try:
                     der = self._fetch_crl(
@@ -553,10 +588,13 @@ class RevocationChecker:
                         )
                     )
                     logger.debug("%s: CRL %s failed: %s", where, url, error.reason)
+                    self._mark_crl_failure(key, url, error.reason, now)
                     return None
                 index = self._judge_crl(url, der, certs, policy, now)
                 if isinstance(index, CRLIndex):
                     self.store.put(key, der, now=now, expires_at=crl_expiry(index))
+                else:
+                    self._mark_crl_failure(key, url, f"refused: {index.reason}", now)
             if isinstance(index, CRLIndex):
                 self._current_crl.put(memo_key, index)
         verdict = crl_verdict(index, certs.leaf, now=now)
@@ -611,6 +649,19 @@ class RevocationChecker:
         except ValueError:
             return
         self.store.put(key, der, now=now, expires_at=expires)
+
+
+_MARKED = "failed recently ("
+
+
+def _skip_reason(what: str, failure: Failure) -> str:
+    return f"{what} {_MARKED}{failure.reason}); not asked again until {failure.until.isoformat()}"
+
+
+def _summary(failed: list[Attempt]) -> str:
+    """What a failure mark says (bounded: the store keeps 200 printable characters)."""
+    parts = (f"{a.source} {a.url or ''} {a.outcome}: {a.reason}"[:200] for a in failed[:4])
+    return "; ".join(parts)[:500]
 
 
 def _why(index: CRLIndex | CRLRefusal) -> str:

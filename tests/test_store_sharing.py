@@ -710,3 +710,23 @@ def test_a_writer_can_replay_a_genuine_answer_until_it_runs_out(
     _live_revoked(after, pki)
     assert after["revocation"]["attempts"][0]["outcome"] == "stale"
     assert pki.responder.requests == before + 1
+
+
+def test_a_writer_can_replay_a_crl_from_before_the_revocation(
+    workers: list[Worker], pki: PKI, shared: Shared
+) -> None:
+    """The issuer's CRL of yesterday, not yet listing the leaf and current until
+    tomorrow, written under the distribution point's key: readers say good from it
+    until its nextUpdate, then fetch the CRL that lists the leaf."""
+    old = pki.issuer.crl([], this_update=NOW - DAY, next_update=NOW + DAY)
+    url = pki.crl_server.url("/issuer.crl")
+    assert shared.store.put(crl_key(url), old, now=NOW, expires_at=NOW + 30 * DAY) is None
+    before = pki.crl_server.requests
+    replayed = ask(workers[0], pki, shared, pki.crl_revoked, fallback=("crl",))
+    assert replayed["accepted"]
+    assert (replayed["revocation"]["status"], replayed["revocation"]["source"]) == ("good", "cache")
+    assert pki.crl_server.requests == before
+    after = ask(workers[1], pki, shared, pki.crl_revoked, fallback=("crl",), now=NOW + DAY + HOUR)
+    assert not after["accepted"]
+    assert (after["revocation"]["status"], after["revocation"]["source"]) == ("revoked", "crl")
+    assert pki.crl_server.requests == before + 1

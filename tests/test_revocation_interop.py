@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import os
 import select
 import socket
 import ssl
@@ -58,7 +57,7 @@ from staplecheck import (
     use_staple_pools,
 )
 from staplecheck.testing import CA, CfsslResponder, CRLServer, Identity, OCSPResponder
-from tests.conftest import require_program
+from tests.conftest import IN_CI, require_program
 from tests.realservers import TLS_VERSIONS, OpenSSLResponder, RealServer, launch
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
@@ -153,7 +152,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, refused_port: int) -> Iterat
         try:
             openssl.start()
         except Exception as error:
-            if "private network namespace" in str(error) and not os.environ.get("CI"):
+            if "private network namespace" in str(error) and not IN_CI:
                 openssl = None  # type: ignore[assignment]
             else:
                 raise

@@ -85,7 +85,9 @@ _WORKER = textwrap.dedent(
         now = datetime.datetime.fromisoformat(command["now"])
         store = open_store(command["store"])
         checker = RevocationChecker(store, clock=lambda: now, cache=None)
-        policy = Policy(mode=command["mode"], fallback=tuple(command["fallback"]))
+        policy = Policy(
+            mode=command["mode"], fallback=tuple(command["fallback"]), ocsp_nonce=command["nonce"]
+        )
         adapter = StapleAdapter(policy, clock=lambda: now, revocation=checker, cache=None)
         out = {"pid": __import__("os").getpid()}
         with requests.Session() as session:
@@ -290,6 +292,7 @@ def command(
     mode: str = "hard-fail",
     fallback: tuple[str, ...] = ("ocsp", "crl"),
     now: datetime.datetime = NOW,
+    nonce: bool = False,
 ) -> dict[str, Any]:
     return {
         "url": site.server.url,
@@ -298,6 +301,7 @@ def command(
         "now": now.isoformat(),
         "mode": mode,
         "fallback": list(fallback),
+        "nonce": nonce,
     }
 
 
@@ -690,23 +694,26 @@ def test_a_writer_can_switch_a_check_off_with_failure_marks(
     assert pki.responder.requests == before
 
 
+@pytest.mark.parametrize("nonce", [False, True], ids=["no-nonce", "nonce"])
 def test_a_writer_can_replay_a_genuine_answer_until_it_runs_out(
-    workers: list[Worker], pki: PKI, shared: Shared
+    workers: list[Worker], pki: PKI, shared: Shared, nonce: bool
 ) -> None:
     """A good response the issuer signed before the revocation (thisUpdate two days
     ago, nextUpdate tomorrow) is a genuine, current answer: a reader accepts it from
     the store, exactly as it would accept it stapled by the server or replayed on the
-    network. Once past its nextUpdate (+ skew) it is stale, and the responder is asked."""
+    network, with or without ``ocsp_nonce`` (a stored response carries no proof of when
+    it was fetched). Once past its nextUpdate (+ skew) it is stale, and the responder
+    is asked."""
     replay = pki.issuer.ocsp_response(
         pki.revoked.leaf, "good", this_update=NOW - 2 * DAY, next_update=NOW + DAY
     )
     assert shared.store.put(pki.revoked.key, replay, now=NOW, expires_at=NOW + 30 * DAY) is None
     before = pki.responder.requests
-    replayed = ask(workers[0], pki, shared, pki.revoked)
+    replayed = ask(workers[0], pki, shared, pki.revoked, nonce=nonce)
     assert replayed["accepted"]
     assert (replayed["revocation"]["status"], replayed["revocation"]["source"]) == ("good", "cache")
     assert pki.responder.requests == before
-    after = ask(workers[1], pki, shared, pki.revoked, now=NOW + DAY + 10 * MINUTE)
+    after = ask(workers[1], pki, shared, pki.revoked, now=NOW + DAY + 10 * MINUTE, nonce=nonce)
     _live_revoked(after, pki)
     assert after["revocation"]["attempts"][0]["outcome"] == "stale"
     assert pki.responder.requests == before + 1

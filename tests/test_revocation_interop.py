@@ -492,3 +492,29 @@ def test_a_second_connection_is_answered_from_the_cache(world: World) -> None:
     assert checker.counts["ocsp_query"] == 1
     assert checker.counts["cache_hit"] == 1
     assert two.revocation.serial_number == world.leaves["cfssl", "good"].cert.serial_number
+
+
+def test_a_crl_dated_ahead_is_accepted_once_the_clock_catches_up(world: World) -> None:
+    """A CA whose clock runs 10 minutes ahead publishes a CRL dated in the client's
+    future: refused (RFC 5280 §5.1.2.4, beyond the 5-minute skew). Half an hour later,
+    by the client's clock, the same CRL is current and answers."""
+    leaf = world.issuer.issue_cert("localhost", crl_url=world.crl_server.url("/ahead.crl"))
+    world.crl_server.set_crl(
+        "/ahead.crl", world.issuer.crl([leaf], this_update=NOW + datetime.timedelta(minutes=10))
+    )
+    chain, key = leaf.write(world.tmp, "ahead")
+    times = [NOW]
+    checker = RevocationChecker(clock=lambda: times[-1])
+    policy = Policy(mode=Mode.HARD_FAIL, fallback=("crl",))
+    with launch("nginx", chain, key, None, "1.3") as server:
+        assert server.port is not None
+        early = connect("pyopenssl", server.port, policy, checker, world.cafile)
+        assert not early.accepted
+        assert early.revocation is not None
+        (attempt,) = early.revocation.attempts
+        assert attempt.outcome == "invalid"
+        assert "in the future" in attempt.reason
+        times.append(NOW + datetime.timedelta(minutes=30))
+        later = connect("pyopenssl", server.port, policy, checker, world.cafile)
+    assert later.revocation is not None
+    assert (later.revocation.status, later.revocation.source) == (StapleStatus.REVOKED, "crl")

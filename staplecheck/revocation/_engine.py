@@ -113,7 +113,7 @@ class RevocationChecker:
         self._flights_lock = threading.Lock()
         # Judged CRLs by (URL or file, issuer, settings, DER digest): a CRL is judged
         # once, then each connection costs a lookup. Few entries: CRLs can be large.
-        self._crls: LRUCache[CRLIndex | CRLRefusal] = LRUCache(16)
+        self._crls: LRUCache[tuple[CRLIndex | CRLRefusal, datetime.datetime]] = LRUCache(16)
         self._current_crl: LRUCache[CRLIndex] = LRUCache(16)
         self._files = CRLFiles()
         self._counts: collections.Counter[str] = collections.Counter()
@@ -617,19 +617,24 @@ class RevocationChecker:
         self, where: str, der: bytes, certs: CertPair, policy: Policy, now: datetime.datetime
     ) -> CRLIndex | CRLRefusal:
         key = (hashlib.sha256(der).digest(), len(der), certs.issuer_der, _settings(policy))
-        judged = self._crls.get(key)
-        if judged is None:
-            judged = judge_crl(
-                der,
-                certs.issuer,
-                issuer_der=certs.issuer_der,
-                now=now,
-                clock_skew=policy.clock_skew,
-                default_lifetime=policy.default_lifetime,
-                max_age=policy.max_age,
-                allow_sha1=policy.allow_sha1,
-            )
-            self._crls.put(key, judged)
+        memo = self._crls.get(key)
+        if memo is not None:
+            judged, judged_at = memo
+            # A refusal can depend on the time (a thisUpdate in the future): judged again
+            # once the clock has moved on, at most once a minute (or skew) per CRL.
+            if isinstance(judged, CRLIndex) or now <= judged_at + _rejudge_after(policy):
+                return judged
+        judged = judge_crl(
+            der,
+            certs.issuer,
+            issuer_der=certs.issuer_der,
+            now=now,
+            clock_skew=policy.clock_skew,
+            default_lifetime=policy.default_lifetime,
+            max_age=policy.max_age,
+            allow_sha1=policy.allow_sha1,
+        )
+        self._crls.put(key, (judged, now))
         return judged
 
     def _remember(
@@ -652,6 +657,11 @@ class RevocationChecker:
 
 
 _MARKED = "failed recently ("
+
+
+def _rejudge_after(policy: Policy) -> datetime.timedelta:
+    """How long a refused CRL stays refused without being judged again."""
+    return max(policy.clock_skew, datetime.timedelta(minutes=1))
 
 
 def _skip_reason(what: str, failure: Failure) -> str:

@@ -1,4 +1,5 @@
-"""Real stapling TLS servers on loopback: ``openssl s_server`` and nginx.
+"""Real stapling TLS servers on loopback: ``openssl s_server`` and nginx; and ``openssl
+ocsp`` as a responder (:class:`OpenSSLResponder`, in a loopback-only network namespace).
 
 Used by the real-server tests and the benchmarks. Each launcher is a context manager
 that picks an ephemeral port on 127.0.0.1, starts the server, waits until the port
@@ -51,13 +52,20 @@ Facts measured on this project's machines (OpenSSL 3.0, nginx 1.22 from Debian's
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from staplecheck.testing import CA
 from staplecheck.testing._process import (
     free_port,
     port_accepts,
@@ -72,6 +80,7 @@ __all__ = [
     "SERVER_KINDS",
     "TLS_VERSIONS",
     "Nginx",
+    "OpenSSLResponder",
     "OpenSSLServer",
     "RealServer",
     "ServerStartError",
@@ -342,6 +351,83 @@ def launch(
     if kind == "nginx":
         return Nginx(cert_chain, key, staple, (f"TLSv{tls_version}",))
     raise ValueError(f"unknown server kind {kind!r}; expected one of {SERVER_KINDS}")
+
+
+class OpenSSLResponder(RealServer):
+    """``openssl ocsp -port`` answering for ``ca`` from an index file, run inside a
+    private network namespace (it binds every interface) behind netns_loopback.py."""
+
+    program = "openssl"
+
+    def __init__(
+        self, ca: CA, revoked: list[x509.Certificate], good: list[x509.Certificate]
+    ) -> None:
+        super().__init__()
+        self.ca = ca
+        self.revoked = revoked
+        self.good = good
+
+    def stop(self) -> None:
+        """Kill the responder's processes, then stop the relay. ``-multi`` forks workers
+        into a process group of their own that outlive their parent, and the wedged
+        ones ignore SIGTERM (the relay would wait 5 s). They are found by the session
+        this server started (``start_new_session``: its id is the relay's pid) and
+        killed by their ids."""
+        session = self.pid
+        if session is not None:
+            for pid in _session_members(session):
+                if pid != session:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+        super().stop()
+
+    def _command(self, binary: str, port: int) -> list[str]:
+        directory = self.directory
+        lines = []
+        for cert, flag in [(c, "V") for c in self.good] + [(c, "R") for c in self.revoked]:
+            expiry = cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+            revoked_at = "261101000000Z,keyCompromise" if flag == "R" else ""
+            subject = "/" + cert.subject.rfc4514_string().replace(",", "/")
+            lines.append(
+                f"{flag}\t{expiry}\t{revoked_at}\t{cert.serial_number:X}\tunknown\t{subject}"
+            )
+        (directory / "index.txt").write_text("\n".join(lines) + "\n")
+        (directory / "ca.pem").write_bytes(self.ca.cert_pem)
+        (directory / "key.pem").write_bytes(
+            self.ca.private_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        command = [
+            binary, "ocsp", "-port", str(port), "-index", str(directory / "index.txt"),
+            "-CA", str(directory / "ca.pem"), "-rsigner", str(directory / "ca.pem"),
+            "-rkey", str(directory / "key.pem"), "-nmin", "60",
+            # OpenSSL 3.0's responder serves one connection at a time and hangs for
+            # good on one that closes without a request (measured, -timeout does not
+            # help), which is what the readiness probes do: -multi forks 4 workers,
+            # so the 2 probes wedge at most 2.
+            "-multi", "4",
+        ]  # fmt: skip
+        netns = Path(__file__).parent / "interop" / "netns_loopback.py"
+        return [sys.executable, str(netns), str(port), "--", *command]
+
+
+def _session_members(session: int) -> list[int]:
+    """The processes whose session id is ``session`` (from /proc/PID/stat)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, pgrp, session
+        if int(fields[3]) == session:
+            members.append(int(entry.name))
+    return members
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -8,13 +8,10 @@ ocsp`` as a responder inside a loopback-only network namespace.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -53,7 +50,7 @@ from staplecheck.validation._validate import (
     CertPair,
 )
 from tests.conftest import NOW, require_program
-from tests.realservers import HOST, RealServer
+from tests.realservers import HOST, OpenSSLResponder
 
 DER = serialization.Encoding.DER
 MARGIN = 0.35  # seconds a timeout may overrun on a loaded 2-core machine
@@ -622,83 +619,6 @@ def test_a_judge_that_raises_is_no_evidence(responder: OCSPResponder, certs: Cer
 
 
 # --- openssl ocsp as a responder ----------------------------------------------------------
-
-
-class OpenSSLResponder(RealServer):
-    """``openssl ocsp -port`` answering for ``ca`` from an index file, run inside a
-    private network namespace (it binds every interface) behind netns_loopback.py."""
-
-    program = "openssl"
-
-    def __init__(
-        self, ca: CA, revoked: list[x509.Certificate], good: list[x509.Certificate]
-    ) -> None:
-        super().__init__()
-        self.ca = ca
-        self.revoked = revoked
-        self.good = good
-
-    def stop(self) -> None:
-        """Kill the responder's processes, then stop the relay. ``-multi`` forks workers
-        into a process group of their own that outlive their parent, and the wedged
-        ones ignore SIGTERM (the relay would wait 5 s). They are found by the session
-        this server started (``start_new_session``: its id is the relay's pid) and
-        killed by their ids."""
-        session = self.pid
-        if session is not None:
-            for pid in _session_members(session):
-                if pid != session:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGKILL)
-        super().stop()
-
-    def _command(self, binary: str, port: int) -> list[str]:
-        directory = self.directory
-        lines = []
-        for cert, flag in [(c, "V") for c in self.good] + [(c, "R") for c in self.revoked]:
-            expiry = cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
-            revoked_at = "261101000000Z,keyCompromise" if flag == "R" else ""
-            subject = "/" + cert.subject.rfc4514_string().replace(",", "/")
-            lines.append(
-                f"{flag}\t{expiry}\t{revoked_at}\t{cert.serial_number:X}\tunknown\t{subject}"
-            )
-        (directory / "index.txt").write_text("\n".join(lines) + "\n")
-        (directory / "ca.pem").write_bytes(self.ca.cert_pem)
-        (directory / "key.pem").write_bytes(
-            self.ca.private_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        command = [
-            binary, "ocsp", "-port", str(port), "-index", str(directory / "index.txt"),
-            "-CA", str(directory / "ca.pem"), "-rsigner", str(directory / "ca.pem"),
-            "-rkey", str(directory / "key.pem"), "-nmin", "60",
-            # OpenSSL 3.0's responder serves one connection at a time and hangs for
-            # good on one that closes without a request (measured, -timeout does not
-            # help), which is what the readiness probes do: -multi forks 4 workers,
-            # so the 2 probes wedge at most 2.
-            "-multi", "4",
-        ]  # fmt: skip
-        netns = Path(__file__).parent / "interop" / "netns_loopback.py"
-        return [sys.executable, str(netns), str(port), "--", *command]
-
-
-def _session_members(session: int) -> list[int]:
-    """The processes whose session id is ``session`` (from /proc/PID/stat)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, pgrp, session
-        if int(fields[3]) == session:
-            members.append(int(entry.name))
-    return members
 
 
 def test_openssl_ocsp_responder(tmp_path: Path) -> None:

@@ -10,10 +10,16 @@ store can lose answers, never forge them.
 
 Concurrent checks of one certificate make one query (single-flight, per process):
 the first caller asks, the others wait for its result within their own budget. A
-certificate whose sources all failed is marked in the store for
-``failure_ttl``, so a dead responder is not asked on every connection; the mark is
-logged on each skip. Every query, hit, failure and skip is logged (logger
-``staplecheck``) and counted (:attr:`RevocationChecker.counts`).
+source that failed is marked for ``failure_ttl``, so a dead responder is not asked on
+every connection: a certificate's OCSP responders under its CertID's key (when none
+answered), a distribution point under its URL's key, each with the policy that asked.
+Marks are kept by the checker, in process memory, never in the store: a mark cannot be
+verified, and one planted in a shared store would stop the check (which under
+soft-fail means accepting). A mark holds back only
+the source it names (a check that asks others still asks them) and only fetching (a
+current stored answer still counts); it is logged on each skip. Every query, hit,
+failure and skip is logged (logger ``staplecheck``) and counted
+(:attr:`RevocationChecker.counts`).
 """
 
 from __future__ import annotations
@@ -110,7 +116,10 @@ class RevocationChecker:
         self._flights_lock = threading.Lock()
         # Judged CRLs by (URL or file, issuer, settings, DER digest): a CRL is judged
         # once, then each connection costs a lookup. Few entries: CRLs can be large.
-        self._crls: LRUCache[CRLIndex | CRLRefusal] = LRUCache(16)
+        self._crls: LRUCache[tuple[CRLIndex | CRLRefusal, datetime.datetime]] = LRUCache(16)
+        # Failure marks, this checker's own (never the store's), by store key and policy:
+        # a dead source under one policy holds back no other policy's sources.
+        self._marks: LRUCache[Failure] = LRUCache(4096)
         self._current_crl: LRUCache[CRLIndex] = LRUCache(16)
         self._files = CRLFiles()
         self._counts: collections.Counter[str] = collections.Counter()
@@ -120,8 +129,7 @@ class RevocationChecker:
     def counts(self) -> dict[str, int]:
         """How many of each event so far: ``cache_hit``, ``ocsp_query``,
         ``ocsp_answer``, ``crl_fetch``, ``crl_answer``, ``failure``, ``skipped``,
-        ``shared`` (a check that waited for another's query), ``store_miss``,
-        ``mark_ignored`` (a stored failure mark longer than ``failure_ttl``)..."""
+        ``shared`` (a check that waited for another's query), ``store_miss``..."""
         with self._counts_lock:
             return dict(self._counts)
 
@@ -272,36 +280,15 @@ class RevocationChecker:
                 cached.status.value,
             )
             return RevocationResult.from_answer(cached, "cache", tuple(attempts), subject)
-        failure = self.store.failure(plan.ocsp_key, now=now)
-        if isinstance(failure, Failure) and failure.until > now + self._failure_ttl:
-            # Not a mark this checker would write: whoever can write a shared store could
-            # silence checking forever (under soft-fail, accepting). Ask anyway.
-            self._count("mark_ignored")
-            logger.warning(
-                "%s: revocation of %s: a failure mark until %s, past this checker's "
-                "failure_ttl (%s), was ignored",
-                where,
-                subject,
-                failure.until.isoformat(),
-                self._failure_ttl,
-            )
-        elif isinstance(failure, Failure):
-            self._count("skipped")
-            reason = (
-                f"every source failed recently ({failure.reason}); "
-                f"not asked again until {failure.until.isoformat()}"
-            )
-            attempts.append(
-                Attempt(
-                    source="ocsp",
-                    url=None,
-                    outcome="skipped",
-                    reason=reason,
-                    milliseconds=elapsed(),
-                )
-            )
-            logger.info("%s: revocation of %s not asked: %s", where, subject, reason)
-            return _no_answer(plan.certs, subject, attempts, reason)
+        # A failure mark is about the source that failed: the OCSP responders under the
+        # CertID's key here, each distribution point under its URL's key (_crl_from). A
+        # check that asks other sources is not held back by it.
+        marked = None
+        if "ocsp" in policy.sources:
+            marked = self._recent_failure(plan.ocsp_key, policy, now)
+        if marked is not None:
+            reason = _skip_reason("the OCSP responders", marked)
+            self._skip_marked("ocsp", None, reason, attempts, elapsed(), where)
         for skipped in plan.skipped:
             attempts.append(
                 Attempt(
@@ -325,30 +312,76 @@ class RevocationChecker:
             if self._monotonic() >= deadline:
                 break
             if source == "ocsp":
+                if marked is not None:
+                    continue
                 answer = self._ask_responders(plan, policy, now, deadline, attempts, start, where)
             else:
                 answer = self._read_crls(plan, policy, now, deadline, attempts, elapsed, where)
             if answer is not None:
                 return RevocationResult.from_answer(answer[0], answer[1], tuple(attempts), subject)
+        tried = [a for a in attempts if a.outcome != "skipped" and a.source != "cache"]
+        marks = [a for a in attempts if a.outcome == "skipped" and _MARKED in a.reason]
+        if marks and not tried:
+            # Every source it would ask failed recently: nothing new to mark.
+            reason = marks[0].reason
+            logger.info("%s: revocation of %s not asked: %s", where, subject, reason)
+            return _no_answer(plan.certs, subject, attempts, reason)
         reason = "no source gave a definite answer" + (
             " in time" if self._monotonic() >= deadline else ""
         )
         self._count("failure")
-        failed = [a for a in attempts if a.outcome not in ("skipped",)]
-        if failed:
-            summary = "; ".join(
-                f"{a.source} {a.url or ''} {a.outcome}: {a.reason}"[:200] for a in failed[:4]
-            )
-            self.store.mark_failure(
-                plan.ocsp_key,
-                now=now,
-                until=now + self._failure_ttl,
-                reason=summary[:500] or reason,
-            )
+        self._mark_failures(plan, policy, tried, now)
         logger.warning(
             "%s: revocation of %s: %s (%d attempts)", where, subject, reason, len(attempts)
         )
         return _no_answer(plan.certs, subject, attempts, reason)
+
+    def _recent_failure(self, key: str, policy: Policy, now: datetime.datetime) -> Failure | None:
+        """This checker's failure mark for ``key`` under ``policy``, if one is in force at
+        ``now``. Marks are never read from the store: a mark cannot be verified, and one
+        planted in a shared store would silence the check (under soft-fail, accept)."""
+        failure = self._marks.get((key, policy))
+        if failure is None or not failure.marked_at <= now < failure.until:
+            return None
+        return failure
+
+    def _mark(self, key: str, policy: Policy, reason: str, now: datetime.datetime) -> None:
+        until = now + self._failure_ttl
+        if until > now:
+            self._marks.put((key, policy), Failure(reason=reason[:500], marked_at=now, until=until))
+
+    def _skip_marked(
+        self,
+        source: str,
+        url: str | None,
+        reason: str,
+        attempts: list[Attempt],
+        milliseconds: float,
+        where: str,
+    ) -> None:
+        self._count("skipped")
+        attempts.append(
+            Attempt(
+                source=source, url=url, outcome="skipped", reason=reason, milliseconds=milliseconds
+            )
+        )
+        logger.info("%s: %s %s not asked: %s", where, source, url or "", reason)
+
+    def _mark_failures(
+        self, plan: Plan, policy: Policy, tried: list[Attempt], now: datetime.datetime
+    ) -> None:
+        """Mark the OCSP responders as failed under the CertID's key when they were
+        asked and none answered (distribution points are marked as they fail)."""
+        ocsp = [a for a in tried if a.source == "ocsp"]
+        if ocsp:
+            self._mark(plan.ocsp_key, policy, _summary(ocsp), now)
+
+    def _mark_crl_failure(
+        self, key: str, policy: Policy, url: str, reason: str, now: datetime.datetime
+    ) -> None:
+        """Mark a distribution point that could not be fetched or served a CRL that was
+        refused: it is not fetched again for ``failure_ttl`` (a stored CRL still counts)."""
+        self._mark(key, policy, f"crl {url} {reason}", now)
 
     # --- sources -------------------------------------------------------------------------
 
@@ -570,6 +603,11 @@ class RevocationChecker:
                     answer = self._known_crl(url, index, certs, now, attempts, elapsed, where)
                     if answer is not None:
                         return answer
+        marked = self._recent_failure(key, policy, now)
+        if marked is not None:  # a failure mark holds back fetching, not the store
+            reason = _skip_reason("this distribution point", marked)
+            self._skip_marked("crl", url, reason, attempts, elapsed(), where)
+            return None
         self._count("crl_fetch")
         try:
             der = self._fetch_crl(
@@ -590,11 +628,14 @@ class RevocationChecker:
                 )
             )
             logger.debug("%s: CRL %s failed: %s", where, url, error.reason)
+            self._mark_crl_failure(key, policy, url, error.reason, now)
             return None
         judged = self._judge_crl(url, der, certs, policy, now)
         if isinstance(judged, CRLIndex):
             self.store.put(key, der, now=now, expires_at=crl_expiry(judged))
             self._current_crl.put(memo_key, judged)
+        else:
+            self._mark_crl_failure(key, policy, url, f"refused: {judged.reason}", now)
         verdict = crl_verdict(judged, certs.leaf, now=now)
         attempts.append(
             Attempt(
@@ -653,19 +694,24 @@ class RevocationChecker:
         self, where: str, der: bytes, certs: CertPair, policy: Policy, now: datetime.datetime
     ) -> CRLIndex | CRLRefusal:
         key = (hashlib.sha256(der).digest(), len(der), certs.issuer_der, _settings(policy))
-        judged = self._crls.get(key)
-        if judged is None:
-            judged = judge_crl(
-                der,
-                certs.issuer,
-                issuer_der=certs.issuer_der,
-                now=now,
-                clock_skew=policy.clock_skew,
-                default_lifetime=policy.default_lifetime,
-                max_age=policy.max_age,
-                allow_sha1=policy.allow_sha1,
-            )
-            self._crls.put(key, judged)
+        memo = self._crls.get(key)
+        if memo is not None:
+            judged, judged_at = memo
+            # A refusal can depend on the time (a thisUpdate in the future): judged again
+            # once the clock has moved on, at most once a minute (or skew) per CRL.
+            if isinstance(judged, CRLIndex) or now <= judged_at + _rejudge_after(policy):
+                return judged
+        judged = judge_crl(
+            der,
+            certs.issuer,
+            issuer_der=certs.issuer_der,
+            now=now,
+            clock_skew=policy.clock_skew,
+            default_lifetime=policy.default_lifetime,
+            max_age=policy.max_age,
+            allow_sha1=policy.allow_sha1,
+        )
+        self._crls.put(key, (judged, now))
         return judged
 
     def _remember(
@@ -685,6 +731,24 @@ class RevocationChecker:
         except ValueError:
             return
         self.store.put(key, der, now=now, expires_at=expires)
+
+
+_MARKED = "failed recently ("
+
+
+def _rejudge_after(policy: Policy) -> datetime.timedelta:
+    """How long a refused CRL stays refused without being judged again."""
+    return max(policy.clock_skew, datetime.timedelta(minutes=1))
+
+
+def _skip_reason(what: str, failure: Failure) -> str:
+    return f"{what} {_MARKED}{failure.reason}); not asked again until {failure.until.isoformat()}"
+
+
+def _summary(failed: list[Attempt]) -> str:
+    """What a failure mark says (bounded: the store keeps 200 printable characters)."""
+    parts = (f"{a.source} {a.url or ''} {a.outcome}: {a.reason}"[:200] for a in failed[:4])
+    return "; ".join(parts)[:500]
 
 
 def _why(index: CRLIndex | CRLRefusal) -> str:

@@ -18,7 +18,7 @@ import os
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, overload
+from typing import Any, Union, overload
 
 import certifi
 from cryptography import x509
@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 Clock = Callable[[], datetime.datetime]
+_Buffer = Union[bytes, bytearray, memoryview]
 
 _VERSIONS = {
     ssl.TLSVersion.TLSv1_2: SSL.TLS1_2_VERSION,
@@ -274,7 +275,8 @@ class StapleConnection(SSL.Connection):
     the staple without ever refusing it). ``do_handshake``
     raises :class:`StapleError` when the policy rejects the staple and
     :class:`ssl.SSLCertVerificationError` for chain or host name failures. Read the
-    verdict from :attr:`staple`.
+    verdict from :attr:`staple`. Sending or receiving before ``do_handshake`` runs it,
+    with all its checks, before any application byte moves.
     """
 
     def __init__(
@@ -306,6 +308,8 @@ class StapleConnection(SSL.Connection):
         if self.staple_requested:
             self.request_ocsp()
         self.set_connect_state()
+        self._checked = False
+        """Whether :meth:`do_handshake` finished with every check passed."""
 
     @property
     def staple(self) -> StapleResult | None:
@@ -324,6 +328,43 @@ class StapleConnection(SSL.Connection):
         return self._staple.policy
 
     def do_handshake(self) -> None:
+        if self._checked:
+            return  # checked once: a second run would ask the fallback again
+        self._handshake_and_check()
+        self._checked = True
+
+    def _before_application_data(self) -> None:
+        """OpenSSL handshakes implicitly inside SSL_write and SSL_read when nobody
+        called ``do_handshake``: the checks that follow the handshake (host name,
+        resumed session, revocation) must then run before the first application byte
+        goes out or comes in, not never."""
+        if not self._checked:
+            self.do_handshake()
+
+    # Every way application data moves. pyOpenSSL's ``write`` and ``read`` are aliases
+    # bound to its own ``send`` and ``recv``, so they are overridden too.
+
+    def send(self, buf: _Buffer, flags: int = 0) -> int:
+        self._before_application_data()
+        return super().send(buf, flags)
+
+    write = send
+
+    def sendall(self, buf: _Buffer, flags: int = 0) -> int:
+        self._before_application_data()
+        return super().sendall(buf, flags)
+
+    def recv(self, bufsiz: int, flags: int | None = None) -> bytes:
+        self._before_application_data()
+        return super().recv(bufsiz, flags)
+
+    read = recv
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int | None = None) -> int:
+        self._before_application_data()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def _handshake_and_check(self) -> None:
         state = self._staple
         try:
             super().do_handshake()

@@ -1,0 +1,159 @@
+"""The revocation fallback and its TLS glue under attack (docs/security.md, "The
+revocation fallback under attack").
+
+Each test plays one attack against real parts: real TLS handshakes with the
+in-process stapling server, the project's OCSP responder and CRL server, and raw
+loopback HTTP servers that lie, drip or stall. Time for judging is passed in; time
+budgets are real (the deadlines are what is attacked), kept to fractions of a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from OpenSSL import SSL
+
+from staplecheck import (
+    Policy,
+    RevocationError,
+    StapleConnection,
+    StapleError,
+    StapleStatus,
+    TLSConfig,
+    create_context,
+)
+from staplecheck.revocation import RevocationChecker
+from staplecheck.testing import CA, Identity, OCSPResponder, StaplingServer
+
+NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+"""The real time, once: OpenSSL checks certificate validity against the real clock,
+and everything staplecheck judges is judged at this instant (``clock``)."""
+
+SOFT_OCSP = Policy(mode="soft-fail", fallback=("ocsp",))
+HARD_OCSP = Policy(mode="hard-fail", fallback=("ocsp",))
+
+
+def clock() -> datetime.datetime:
+    return NOW
+
+
+@dataclasses.dataclass
+class Site:
+    """A root, an issuing CA, its live responder and a leaf whose AIA names it."""
+
+    root: CA
+    issuer: CA
+    responder: OCSPResponder
+    leaf: Identity
+    strict: Identity
+    """A must-staple leaf (RFC 7633) of the same CA."""
+    cafile: str
+
+    def context(self, policy: Policy | str) -> SSL.Context:
+        """A fresh context with its own checker (no state shared between tests)."""
+        return create_context(
+            policy,
+            config=TLSConfig(cafiles=(self.cafile,)),
+            clock=clock,
+            cache=None,
+            revocation=RevocationChecker(clock=clock, cache=None),
+        )
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    root = CA(now=NOW)
+    issuer = root.create_intermediate()
+    with OCSPResponder(issuer, clock=clock) as responder:
+        leaf = issuer.issue_cert("localhost", "127.0.0.1", ocsp_url=responder.url)
+        strict = issuer.issue_cert(
+            "localhost", "127.0.0.1", ocsp_url=responder.url, must_staple=True
+        )
+        responder.set_status(leaf, "revoked", revocation_reason="keyCompromise")
+        responder.set_status(strict, "good")
+        cafile = root.write_trust(tmp_path / "ca.pem")
+        yield Site(root, issuer, responder, leaf, strict, cafile)
+
+
+@contextlib.contextmanager
+def blocking_socket(server: StaplingServer, watchdog: float = 5.0) -> Iterator[socket.socket]:
+    """A blocking TCP connection to ``server`` (pyOpenSSL turns a socket timeout into
+    WantReadError), shut down by a watchdog after ``watchdog`` seconds so that a test
+    whose connection waits for bytes that never come fails instead of hanging."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.setblocking(True)
+        timer = threading.Timer(watchdog, _shutdown, args=(sock,))
+        timer.start()
+        try:
+            yield sock
+        finally:
+            timer.cancel()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+
+# Every way an application can move bytes without calling do_handshake first.
+FIRST_USES: dict[str, Callable[[StapleConnection], object]] = {
+    "send": lambda c: c.send(REQUEST),
+    "write": lambda c: c.write(REQUEST),
+    "sendall": lambda c: c.sendall(REQUEST),
+    "recv": lambda c: c.recv(1024),
+    "read": lambda c: c.read(1024),
+    "recv_into": lambda c: c.recv_into(bytearray(1024)),
+}
+
+
+# --- 1. the implicit handshake ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("use", sorted(FIRST_USES))
+def test_implicit_handshake_runs_the_revocation_check_before_any_byte(site: Site, use: str) -> None:
+    """An application that sends (or reads) without do_handshake lets OpenSSL
+    handshake inside SSL_write/SSL_read: the fallback must still answer, and refuse,
+    before a byte of the request leaves."""
+    with StaplingServer(site.leaf) as server, blocking_socket(server) as sock:
+        connection = StapleConnection(site.context(SOFT_OCSP), sock, server_hostname="localhost")
+        with pytest.raises(RevocationError) as caught:
+            FIRST_USES[use](connection)
+    assert caught.value.revocation.status is StapleStatus.REVOKED
+    assert server.requests == 0
+    assert site.responder.requests == 1
+
+
+@pytest.mark.parametrize("use", sorted(FIRST_USES))
+def test_implicit_handshake_checks_the_host_name(site: Site, use: str) -> None:
+    with StaplingServer(site.leaf) as server, blocking_socket(server) as sock:
+        connection = StapleConnection(
+            site.context("soft-fail"), sock, server_hostname="bank.example"
+        )
+        with pytest.raises(ssl.SSLCertVerificationError) as caught:
+            FIRST_USES[use](connection)
+    assert not isinstance(caught.value, StapleError)
+    assert "bank.example" in str(caught.value)
+    assert server.requests == 0
+
+
+def test_implicit_handshake_then_accepted_connection_works(site: Site) -> None:
+    """The check runs once: a connection the fallback accepts carries the request."""
+    site.responder.set_status(site.leaf, "good")
+    with StaplingServer(site.leaf) as server, blocking_socket(server) as sock:
+        connection = StapleConnection(site.context(HARD_OCSP), sock, server_hostname="localhost")
+        connection.sendall(REQUEST)
+        assert connection.recv(1024).startswith(b"HTTP/1.1 200")
+        assert connection.revocation is not None
+        assert connection.revocation.status is StapleStatus.GOOD
+    assert server.requests == 1
+    assert site.responder.requests == 1

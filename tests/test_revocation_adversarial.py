@@ -57,14 +57,16 @@ class Site:
     """A must-staple leaf (RFC 7633) of the same CA."""
     cafile: str
 
-    def context(self, policy: Policy | str) -> SSL.Context:
+    def context(
+        self, policy: Policy | str, checker: RevocationChecker | None = None
+    ) -> SSL.Context:
         """A fresh context with its own checker (no state shared between tests)."""
         return create_context(
             policy,
             config=TLSConfig(cafiles=(self.cafile,)),
             clock=clock,
             cache=None,
-            revocation=RevocationChecker(clock=clock, cache=None),
+            revocation=checker or RevocationChecker(clock=clock, cache=None),
         )
 
 
@@ -156,4 +158,65 @@ def test_implicit_handshake_then_accepted_connection_works(site: Site) -> None:
         assert connection.revocation is not None
         assert connection.revocation.status is StapleStatus.GOOD
     assert server.requests == 1
+    assert site.responder.requests == 1
+
+
+# --- 3. a refusal sticks ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("use", sorted(FIRST_USES))
+def test_refusal_is_raised_again_on_every_later_use(site: Site, use: str) -> None:
+    """An application that catches the refusal and goes on must not reach the server:
+    the refusal is raised again, and the fallback is not asked again (a second
+    answer must not overturn the first). Here the store lost the first answer (an
+    eviction, or another process clearing a shared store) and the responder now
+    says good: asking again would let the request through."""
+    checker = RevocationChecker(clock=clock, cache=None)
+    with StaplingServer(site.leaf) as server, blocking_socket(server) as sock:
+        connection = StapleConnection(
+            site.context(SOFT_OCSP, checker), sock, server_hostname="localhost"
+        )
+        with pytest.raises(RevocationError) as first:
+            connection.do_handshake()
+        checker.store.clear()
+        site.responder.set_status(site.leaf, "good")  # the attacker's second chance
+        for _ in range(2):
+            with pytest.raises(RevocationError) as again:
+                FIRST_USES[use](connection)
+            assert again.value.revocation.status is StapleStatus.REVOKED
+        with pytest.raises(RevocationError):
+            connection.do_handshake()
+    assert first.value.revocation.status is StapleStatus.REVOKED
+    assert server.requests == 0
+    assert site.responder.requests == 1
+
+
+def test_host_name_refusal_is_raised_again(site: Site) -> None:
+    with StaplingServer(site.leaf) as server, blocking_socket(server) as sock:
+        connection = StapleConnection(
+            site.context("soft-fail"), sock, server_hostname="bank.example"
+        )
+        with pytest.raises(ssl.SSLCertVerificationError):
+            connection.do_handshake()
+        with pytest.raises(ssl.SSLCertVerificationError):
+            connection.sendall(REQUEST)
+    assert server.requests == 0
+
+
+def test_hard_fail_without_an_answer_is_raised_again(site: Site) -> None:
+    """No failure mark to lean on (failure_ttl 0): the refusal itself is kept."""
+    checker = RevocationChecker(clock=clock, cache=None, failure_ttl=datetime.timedelta(0))
+    site.responder.misbehave("http-error")
+    site.responder.set_status(site.leaf, "good")
+    with StaplingServer(site.leaf) as server, blocking_socket(server) as sock:
+        connection = StapleConnection(
+            site.context(HARD_OCSP, checker), sock, server_hostname="localhost"
+        )
+        with pytest.raises(RevocationError) as caught:
+            connection.do_handshake()
+        assert caught.value.revocation.source is None
+        site.responder.misbehave(None)
+        with pytest.raises(RevocationError):
+            connection.sendall(REQUEST)
+    assert server.requests == 0
     assert site.responder.requests == 1

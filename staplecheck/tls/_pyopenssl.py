@@ -276,7 +276,8 @@ class StapleConnection(SSL.Connection):
     raises :class:`StapleError` when the policy rejects the staple and
     :class:`ssl.SSLCertVerificationError` for chain or host name failures. Read the
     verdict from :attr:`staple`. Sending or receiving before ``do_handshake`` runs it,
-    with all its checks, before any application byte moves.
+    with all its checks, before any application byte moves; after a refusal, every
+    later ``do_handshake``, send or receive raises the same error again.
     """
 
     def __init__(
@@ -310,6 +311,10 @@ class StapleConnection(SSL.Connection):
         self.set_connect_state()
         self._checked = False
         """Whether :meth:`do_handshake` finished with every check passed."""
+        self._refusal: ssl.SSLError | None = None
+        """Why :meth:`do_handshake` refused this connection, raised again on every
+        later use: asking again could overturn the refusal (a store that lost the
+        answer, a responder that now answers), and would cost a query per call."""
 
     @property
     def staple(self) -> StapleResult | None:
@@ -328,16 +333,24 @@ class StapleConnection(SSL.Connection):
         return self._staple.policy
 
     def do_handshake(self) -> None:
+        if self._refusal is not None:
+            raise self._refusal.with_traceback(None)
         if self._checked:
             return  # checked once: a second run would ask the fallback again
-        self._handshake_and_check()
+        try:
+            self._handshake_and_check()
+        except (SSL.WantReadError, SSL.WantWriteError):
+            raise
+        except ssl.SSLError as refusal:
+            self._refusal = refusal
+            raise
         self._checked = True
 
     def _before_application_data(self) -> None:
         """OpenSSL handshakes implicitly inside SSL_write and SSL_read when nobody
         called ``do_handshake``: the checks that follow the handshake (host name,
         resumed session, revocation) must then run before the first application byte
-        goes out or comes in, not never."""
+        goes out or comes in, not never. A refused connection stays refused."""
         if not self._checked:
             self.do_handshake()
 

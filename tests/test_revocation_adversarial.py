@@ -161,6 +161,67 @@ def test_implicit_handshake_then_accepted_connection_works(site: Site) -> None:
     assert site.responder.requests == 1
 
 
+# --- 2. not asking for a staple ------------------------------------------------------------
+
+
+def test_request_staple_false_counts_as_missing_under_hard_fail(site: Site) -> None:
+    """Not asking for a staple is a missing staple: hard-fail goes to the fallback,
+    which says revoked; it never passes as if a good staple had been seen."""
+    with StaplingServer(site.leaf) as server, blocking_socket(server) as sock:
+        connection = StapleConnection(
+            site.context(HARD_OCSP), sock, server_hostname="localhost", request_staple=False
+        )
+        with pytest.raises(RevocationError) as caught:
+            connection.do_handshake()
+    assert caught.value.result.status is StapleStatus.MISSING
+    assert caught.value.revocation.status is StapleStatus.REVOKED
+
+
+@pytest.mark.parametrize(
+    ("policy", "strict"),
+    [("must-staple", False), ("must-staple", True), ("soft-fail", True), ("hard-fail", True)],
+)
+def test_request_staple_false_is_refused_where_a_staple_is_required(
+    site: Site, policy: str, strict: bool
+) -> None:
+    """must-staple, and a must-staple certificate under any mode but off, need a good
+    staple: a connection that did not ask for one cannot have it."""
+    leaf = site.strict if strict else site.leaf
+    site.responder.set_status(leaf, "good")
+    with StaplingServer(leaf, leaf.issuer.ocsp_response(leaf, this_update=NOW)) as server:
+        with blocking_socket(server) as sock:
+            connection = StapleConnection(
+                site.context(policy), sock, server_hostname="localhost", request_staple=False
+            )
+            with pytest.raises(StapleError) as caught:
+                connection.do_handshake()
+            assert connection.staple is not None
+            assert connection.staple.status is StapleStatus.MISSING
+        assert server.requests == 0
+    assert caught.value.result.status is StapleStatus.MISSING
+
+
+def test_request_staple_false_under_soft_fail_reports_missing(site: Site) -> None:
+    site.responder.set_status(site.leaf, "good")
+    with StaplingServer(site.leaf) as server, blocking_socket(server) as sock:
+        connection = StapleConnection(
+            site.context("soft-fail"), sock, server_hostname="localhost", request_staple=False
+        )
+        connection.do_handshake()
+        assert connection.staple is not None
+        assert connection.staple.status is StapleStatus.MISSING
+        assert connection.staple.status is not StapleStatus.GOOD
+
+
+def test_request_staple_false_under_off_has_no_verdict(site: Site) -> None:
+    with StaplingServer(site.leaf) as server, blocking_socket(server) as sock:
+        connection = StapleConnection(
+            site.context("off"), sock, server_hostname="localhost", request_staple=False
+        )
+        connection.do_handshake()
+        assert connection.staple is None
+
+
 # --- 3. a refusal sticks ---------------------------------------------------------------------
 
 

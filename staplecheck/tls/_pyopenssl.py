@@ -272,7 +272,8 @@ class StapleConnection(SSL.Connection):
     ``verify=False``, sends SNI, and after the handshake checks ``server_hostname``
     against the certificate (unless ``check_hostname=False``). ``request_staple``
     overrides whether to ask (``policy`` ``off`` with ``request_staple=True`` reports
-    the staple without ever refusing it). ``do_handshake``
+    the staple without ever refusing it; ``request_staple=False`` under any other
+    policy counts as a missing staple). ``do_handshake``
     raises :class:`StapleError` when the policy rejects the staple and
     :class:`ssl.SSLCertVerificationError` for chain or host name failures. Read the
     verdict from :attr:`staple`. Sending or receiving before ``do_handshake`` runs it,
@@ -318,7 +319,8 @@ class StapleConnection(SSL.Connection):
 
     @property
     def staple(self) -> StapleResult | None:
-        """The verdict on this connection's staple; ``None`` when none was asked for."""
+        """The verdict on this connection's staple; ``None`` under policy ``off`` when
+        none was asked for (under any other policy, not asking is ``missing``)."""
         return self._staple.result
 
     @property
@@ -385,10 +387,12 @@ class StapleConnection(SSL.Connection):
             raise
         except SSL.Error as error:
             raise _handshake_failure(state, error) from error
-        if self.staple_requested and state.result is None:
-            # The callback did not run: a resumed TLS 1.2 session. There is no verdict
-            # to carry over, so judge it as a staple that could not be checked.
-            _judge(self, state, None)
+        if state.result is None and (self.staple_requested or state.policy.requests_staple):
+            # The callback did not run. Asked for: a resumed TLS 1.2 session, with no
+            # verdict to carry over, judged as a staple that could not be checked. Not
+            # asked for (request_staple=False) under a policy that wants one: judged as
+            # no staple at all, which the policy and the fallback decide, never as good.
+            _judge(self, state, None if self.staple_requested else b"")
             if not state.accepted:
                 assert state.result is not None
                 raise StapleError(state.result, state.host)

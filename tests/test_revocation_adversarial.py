@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import select
 import socket
 import ssl
 import threading
@@ -281,3 +282,37 @@ def test_hard_fail_without_an_answer_is_raised_again(site: Site) -> None:
             connection.sendall(REQUEST)
     assert server.requests == 0
     assert site.responder.requests == 1
+
+
+# --- 4. a non-blocking socket -----------------------------------------------------------------
+
+
+def test_non_blocking_socket_keeps_the_fallback_budget(site: Site) -> None:
+    """A socket with timeout 0.0 (non-blocking, as event loops use) is no budget of
+    zero: the fallback still gets the policy's fallback_timeout, asks the responder,
+    and refuses the revoked certificate."""
+    with StaplingServer(site.leaf) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.setblocking(False)
+            assert sock.gettimeout() == 0.0
+            connection = StapleConnection(
+                site.context(SOFT_OCSP), sock, server_hostname="localhost"
+            )
+            with pytest.raises(RevocationError) as caught:
+                _handshake_non_blocking(connection, sock)
+        assert server.requests == 0
+    assert caught.value.revocation.status is StapleStatus.REVOKED
+    assert site.responder.requests == 1
+
+
+def _handshake_non_blocking(connection: SSL.Connection, sock: socket.socket) -> None:
+    """What an event loop does: handshake, wait for readiness, handshake again."""
+    for _ in range(1000):
+        try:
+            connection.do_handshake()
+            return
+        except SSL.WantReadError:
+            select.select([sock], [], [], 5)
+        except SSL.WantWriteError:
+            select.select([], [sock], [], 5)
+    raise AssertionError("the handshake did not finish")

@@ -416,6 +416,11 @@ class StapleConnection(SSL.Connection):
         checker = info.revocation or default_checker()
         sock = self._socket
         timeout = sock.gettimeout() if isinstance(sock, socket.socket) else None
+        if not timeout or timeout < 0:
+            # A non-blocking socket (0.0) sets no budget, it is driven by an event
+            # loop: the policy's fallback_timeout applies, never a budget of zero
+            # (which would skip every source) and never an unbounded one.
+            timeout = None
         state.revocation = checker.check(
             state.chain_der,
             state.policy,

@@ -12,9 +12,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import json
+import os
 import select
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +37,8 @@ from staplecheck import (
 )
 from staplecheck.revocation import RevocationChecker
 from staplecheck.testing import CA, Identity, OCSPResponder, StaplingServer
+
+from .conftest import require_program
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 """The real time, once: OpenSSL checks certificate validity against the real clock,
@@ -316,3 +322,85 @@ def _handshake_non_blocking(connection: SSL.Connection, sock: socket.socket) -> 
         except SSL.WantWriteError:
             select.select([], [sock], [], 5)
     raise AssertionError("the handshake did not finish")
+
+
+# --- 5. a resolver that never answers --------------------------------------------------------
+
+# Runs inside a private user, mount and network namespace (``unshare -Urnm``): there
+# /etc/resolv.conf is bind-mounted to name 127.0.0.1 as the only nameserver, where a
+# UDP socket takes queries and answers none, exactly as a DNS server behind a dropping
+# firewall does (glibc then waits 5 s per try). The machine's own resolver is
+# untouched. The script checks a CRL distribution point and an OCSP URL whose host
+# names go to that resolver, with a fallback budget of 0.4 s.
+_SILENT_DNS_SCRIPT = r"""
+import ctypes, datetime, fcntl, json, socket, struct, sys, time
+from cryptography.hazmat.primitives.serialization import Encoding
+from staplecheck import Policy, StapleResult, StapleStatus
+from staplecheck.revocation import RevocationChecker
+from staplecheck.revocation._fetch import FetchError, fetch_crl
+from staplecheck.testing import CA
+
+libc = ctypes.CDLL(None, use_errno=True)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # loopback up
+    flags = struct.unpack("16sh22x", fcntl.ioctl(s, 0x8913, struct.pack("16sh22x", b"lo", 0)))[1]
+    fcntl.ioctl(s, 0x8914, struct.pack("16sh22x", b"lo", flags | 1))
+if libc.mount(sys.argv[1].encode(), b"/etc/resolv.conf", None, 4096, None) != 0:  # MS_BIND
+    sys.exit("cannot bind-mount resolv.conf: errno %d" % ctypes.get_errno())
+silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+silent.bind(("127.0.0.1", 53))
+out = {}
+
+start = time.monotonic()
+try:
+    fetch_crl("http://crl.staplecheck.test/ca.crl", deadline=start + 0.4, timeout=5)
+    out["fetch"] = "fetched?"
+except FetchError as error:
+    out["fetch"] = error.reason
+out["fetch_seconds"] = time.monotonic() - start
+
+now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+issuer = CA(now=now).create_intermediate()
+leaf = issuer.issue_cert(
+    "localhost", ocsp_url="http://ocsp.staplecheck.test/", crl_url="http://crl.staplecheck.test/x.crl"
+)
+chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
+policy = Policy(mode="hard-fail", fallback=("crl", "ocsp"), fallback_timeout=0.4)
+missing = StapleResult(status=StapleStatus.MISSING, reason="no staple")
+start = time.monotonic()
+result = RevocationChecker(clock=lambda: now, cache=None).check(chain, policy, missing)
+out["check_seconds"] = time.monotonic() - start
+out["accepted"] = result.accepted
+out["attempts"] = [(a.source, a.outcome, a.reason) for a in result.attempts]
+
+silent.settimeout(1)
+out["queried"] = len(silent.recvfrom(512)[0]) > 0  # the names did go to the silent resolver
+print(json.dumps(out))
+sys.stdout.flush()
+"""
+
+
+def test_a_resolver_that_never_answers_cannot_stretch_the_budget(tmp_path: Path) -> None:
+    """getaddrinfo cannot be interrupted: a distribution point or responder whose
+    host name hangs in the resolver must still be given up at the deadline, for the
+    CRL (fetched in the checking thread) as for OCSP."""
+    unshare = require_program("unshare")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:5 attempts:2\n")
+    script = tmp_path / "silent_dns.py"
+    script.write_text(_SILENT_DNS_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    done = subprocess.run(
+        [unshare, "-Urnm", sys.executable, str(script), str(resolv)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["queried"]
+    assert out["fetch_seconds"] < 1.5, out
+    assert "resol" in out["fetch"] or "deadline" in out["fetch"], out
+    assert out["check_seconds"] < 1.5, out
+    assert out["accepted"] is False

@@ -24,6 +24,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtensionOID
 from OpenSSL import SSL
 
 from staplecheck import (
@@ -31,12 +35,13 @@ from staplecheck import (
     RevocationError,
     StapleConnection,
     StapleError,
+    StapleResult,
     StapleStatus,
     TLSConfig,
     create_context,
 )
 from staplecheck.revocation import RevocationChecker
-from staplecheck.testing import CA, Identity, OCSPResponder, StaplingServer
+from staplecheck.testing import CA, Identity, OCSPResponder, StaplingServer, generate_key
 
 from .conftest import require_program
 
@@ -334,6 +339,7 @@ def _handshake_non_blocking(connection: SSL.Connection, sock: socket.socket) -> 
 # names go to that resolver, with a fallback budget of 0.4 s.
 _SILENT_DNS_SCRIPT = r"""
 import ctypes, datetime, fcntl, json, socket, struct, sys, time
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from staplecheck import Policy, StapleResult, StapleStatus
 from staplecheck.revocation import RevocationChecker
@@ -404,3 +410,112 @@ def test_a_resolver_that_never_answers_cannot_stretch_the_budget(tmp_path: Path)
     assert "resol" in out["fetch"] or "deadline" in out["fetch"], out
     assert out["check_seconds"] < 1.5, out
     assert out["accepted"] is False
+
+
+# --- certificates whose extensions cryptography cannot read ----------------------------------
+
+# An AuthorityInfoAccess whose OCSP location is an EDIPartyName (GeneralName [5]):
+# valid DER that OpenSSL verifies and ignores, and that cryptography refuses to read
+# with UnsupportedGeneralNameType, which is not a ValueError.
+_EDI_AIA = bytes.fromhex("3013301106082b06010505073001a505a1030c0178")
+
+
+def _with_edi_aia(ca: CA, name: str) -> Identity:
+    key = generate_key("ecdsa")
+    builder = (
+        ca._builder(name, key, None, None, None)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.AUTHORITY_INFORMATION_ACCESS, _EDI_AIA),
+            critical=False,
+        )
+    )
+    return ca._identity(builder, key)
+
+
+def _edi_intermediate(root: CA) -> CA:
+    """An intermediate CA whose own certificate carries that AIA."""
+    inter = root.create_intermediate(name="intermediate with an EDI party name")
+    cert = inter.cert
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(cert.subject)
+        .issuer_name(cert.issuer)
+        .public_key(inter.private_key.public_key())
+        .serial_number(cert.serial_number)
+        .not_valid_before(cert.not_valid_before_utc)
+        .not_valid_after(cert.not_valid_after_utc)
+    )
+    for extension in cert.extensions:
+        builder = builder.add_extension(extension.value, critical=extension.critical)
+    builder = builder.add_extension(
+        x509.UnrecognizedExtension(ExtensionOID.AUTHORITY_INFORMATION_ACCESS, _EDI_AIA),
+        critical=False,
+    )
+    inter.cert = builder.sign(root.private_key, hashes.SHA256())
+    return inter
+
+
+MISSING = StapleResult(status=StapleStatus.MISSING, reason="the server sent no staple")
+
+
+@pytest.mark.parametrize("fallback", [("ocsp",), ("crl",)])
+def test_unreadable_leaf_extensions_give_a_verdict_not_a_traceback(
+    fallback: tuple[str, ...],
+) -> None:
+    """The engine reads the AIA and distribution points with cryptography, which
+    raises UnsupportedGeneralNameType (not ValueError) for such a certificate: the
+    check must end in a clean verdict (no answer: hard-fail refuses), never raise."""
+    issuer = CA(now=NOW).create_intermediate()
+    leaf = _with_edi_aia(issuer, "localhost")
+    chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
+    policy = Policy(mode="hard-fail", fallback=fallback)
+    result = RevocationChecker(clock=clock, cache=None).check(chain, policy, MISSING)
+    assert result.accepted is False
+    assert result.status is StapleStatus.MISSING
+    assert result.source is None
+
+
+def test_unreadable_leaf_extensions_with_a_static_crl(tmp_path: Path) -> None:
+    """A static CRL file needs nothing from the certificate's extensions to answer;
+    reading its must-staple flag must not raise either: the CRL's answer stands."""
+    issuer = CA(now=NOW).create_intermediate()
+    leaf = _with_edi_aia(issuer, "localhost")
+    crl = tmp_path / "issuer.crl"
+    crl.write_bytes(issuer.crl([], this_update=NOW))
+    chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
+    policy = Policy(mode="hard-fail", fallback=("crl",), crl_files=(str(crl),))
+    result = RevocationChecker(clock=clock, cache=None).check(chain, policy, MISSING)
+    assert result.status is StapleStatus.GOOD
+    assert result.source == "crl"
+    assert result.accepted is True
+
+
+def test_unreadable_intermediate_extensions_refuse_cleanly_over_tls(tmp_path: Path) -> None:
+    """The host name check reads only the leaf: an intermediate that cryptography
+    cannot read reaches the engine under check_chain. The handshake must end in an
+    error of the ssl family (hard-fail: no answer for the intermediate refuses)."""
+    root = CA(now=NOW)
+    inter = _edi_intermediate(root)
+    with OCSPResponder(inter, clock=clock) as responder:
+        leaf = inter.issue_cert("localhost", ocsp_url=responder.url)
+        responder.set_status(leaf, "good")
+        cafile = root.write_trust(tmp_path / "ca.pem")
+        policy = Policy(mode="hard-fail", fallback=("ocsp",), check_chain=True)
+        context = create_context(
+            policy,
+            config=TLSConfig(cafiles=(cafile,)),
+            clock=clock,
+            cache=None,
+            revocation=RevocationChecker(clock=clock, cache=None),
+        )
+        with StaplingServer(leaf) as server, blocking_socket(server) as sock:
+            connection = StapleConnection(context, sock, server_hostname="localhost")
+            with pytest.raises(RevocationError) as caught:
+                connection.do_handshake()
+            with pytest.raises(RevocationError):
+                connection.sendall(REQUEST)
+        assert server.requests == 0
+    (refused,) = caught.value.revocation.chain
+    assert refused.accepted is False
+    assert refused.source is None

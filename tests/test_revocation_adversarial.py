@@ -519,3 +519,38 @@ def test_unreadable_intermediate_extensions_refuse_cleanly_over_tls(tmp_path: Pa
     (refused,) = caught.value.revocation.chain
     assert refused.accepted is False
     assert refused.source is None
+
+
+def _urllib_crl_fetcher(url: str, **_: object) -> bytes:
+    """A CRL fetcher of the caller's own (RevocationChecker(fetch_crl=...)), built on
+    urllib.request: its failures are URLError, not staplecheck's FetchError."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=1) as answer:
+        return bytes(answer.read())
+
+
+@pytest.mark.parametrize("mode", ["soft-fail", "hard-fail"])
+def test_a_fetcher_that_raises_fails_closed_in_the_ssl_family(
+    site: Site, mode: str, tmp_path: Path
+) -> None:
+    """Whatever a store or fetcher of the caller's raises, the handshake ends in an
+    error the caller already catches, and the connection is refused (fail closed),
+    never a raw exception from do_handshake."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{unused.getsockname()[1]}/ca.crl"  # refused: not listening
+    leaf = site.issuer.issue_cert("localhost", crl_url=dead)
+    checker = RevocationChecker(clock=clock, cache=None, fetch_crl=_urllib_crl_fetcher)
+    policy = Policy(mode=mode, fallback=("crl",))
+    with StaplingServer(leaf) as server, blocking_socket(server) as sock:
+        connection = StapleConnection(
+            site.context(policy, checker), sock, server_hostname="localhost"
+        )
+        with pytest.raises(RevocationError) as caught:
+            connection.do_handshake()
+        with pytest.raises(RevocationError):
+            connection.sendall(REQUEST)
+    assert server.requests == 0
+    assert caught.value.revocation.accepted is False
+    assert "URLError" in caught.value.revocation.reason

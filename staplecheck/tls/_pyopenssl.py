@@ -421,14 +421,25 @@ class StapleConnection(SSL.Connection):
             # loop: the policy's fallback_timeout applies, never a budget of zero
             # (which would skip every source) and never an unbounded one.
             timeout = None
-        state.revocation = checker.check(
-            state.chain_der,
-            state.policy,
-            state.result,
-            staple_der=state.staple_der,
-            timeout=timeout,
-            host=state.host,
-        )
+        try:
+            state.revocation = checker.check(
+                state.chain_der,
+                state.policy,
+                state.result,
+                staple_der=state.staple_der,
+                timeout=timeout,
+                host=state.host,
+            )
+        except Exception as error:  # noqa: BLE001 - a caller's store or fetcher: fail closed
+            # The engine raises nothing for what peers, responders or stores send; a
+            # store or fetcher of the caller's own may. The connection is refused
+            # with an error of the ssl family, never a raw exception.
+            state.revocation = RevocationResult(
+                status=StapleStatus.MISSING,
+                source=None,
+                reason=f"the revocation check failed: {error!r}"[:300],
+                accepted=False,
+            )
         if not state.revocation.accepted:
             state.accepted = False
             raise RevocationError(state.result, state.revocation, state.host)

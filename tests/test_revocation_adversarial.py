@@ -20,6 +20,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from staplecheck import (
     create_context,
 )
 from staplecheck.revocation import RevocationChecker
+from staplecheck.revocation._fetch import FetchError, fetch_crl
 from staplecheck.testing import CA, Identity, OCSPResponder, StaplingServer, generate_key
 
 from .conftest import require_program
@@ -344,6 +346,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from staplecheck import Policy, StapleResult, StapleStatus
 from staplecheck.revocation import RevocationChecker
 from staplecheck.revocation._fetch import FetchError, fetch_crl
+from staplecheck.revocation._fetch import FetchError, fetch_crl
 from staplecheck.testing import CA
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -554,3 +557,36 @@ def test_a_fetcher_that_raises_fails_closed_in_the_ssl_family(
     assert server.requests == 0
     assert caught.value.revocation.accepted is False
     assert "URLError" in caught.value.revocation.reason
+
+
+# --- URLs a certificate can name --------------------------------------------------------------
+
+HOSTILE_URLS = [
+    "http://[::1/x.crl",  # urlsplit: "Invalid IPv6 URL"
+    "http://exa mple/x.crl",  # a space in the host
+    "http://127.0.0.1\x7f:1/x.crl",  # DEL in the host
+    "http://127.0.0.1\x01:1/x.crl",  # a control character in the host
+    "http://127.0.0.1:0/x.crl",  # port 0 is no port (http.client would use 80)
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_hostile_urls_fail_as_fetch_errors(url: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:
+        fetch_crl(url, deadline=started + 1)
+    assert "bad URL" in caught.value.reason or "control characters" in caught.value.reason
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_hostile_distribution_points_give_a_verdict(url: str) -> None:
+    """A CA can write any IA5String in a distribution point: the check says the
+    source failed (hard-fail refuses, soft-fail accepts), it does not raise."""
+    issuer = CA(now=NOW).create_intermediate()
+    leaf = issuer.issue_cert("localhost", crl_url=url)
+    chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
+    for mode, accepted in (("hard-fail", False), ("soft-fail", True)):
+        policy = Policy(mode=mode, fallback=("crl",))
+        result = RevocationChecker(clock=clock, cache=None).check(chain, policy, MISSING)
+        assert result.accepted is accepted
+        assert [a.outcome for a in result.attempts] == ["failed"]

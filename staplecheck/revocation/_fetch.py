@@ -310,7 +310,10 @@ def fetch(
     def fail(reason: str) -> FetchError:
         return FetchError(reason, url, clock() - start)
 
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as error:  # "Invalid IPv6 URL"
+        raise fail(f"bad URL ({error})") from None
     scheme = parts.scheme.lower()
     if scheme == "https" and not allow_https:
         raise fail("https:// sources are refused unless allowed (allow_https=True)")
@@ -323,6 +326,8 @@ def fetch(
         raise fail(f"bad URL ({error})") from None
     if not host:
         raise fail("the URL has no host")
+    if port == 0:
+        raise fail("bad URL (port 0)")  # http.client would quietly use the default port
     if parts.username is not None or parts.password is not None:
         raise fail("a URL with credentials is refused")
     if end <= start:
@@ -333,7 +338,10 @@ def fetch(
     kind = _TLSConnection if scheme == "https" else _Connection
     # The port is always given: http.client would otherwise read one out of an IPv6
     # literal ("::1" would become host "::", port 1).
-    connection = kind(host, port or kind.default_port, end, clock, _cancel)
+    try:
+        connection = kind(host, port or kind.default_port, end, clock, _cancel)
+    except (http.client.HTTPException, ValueError) as error:  # control characters
+        raise fail(_describe(error)) from None
     try:
         headers = {"User-Agent": _USER_AGENT, "Accept": ", ".join(sorted(accept))}
         if body is not None:

@@ -590,3 +590,165 @@ def test_hostile_distribution_points_give_a_verdict(url: str) -> None:
         result = RevocationChecker(clock=clock, cache=None).check(chain, policy, MISSING)
         assert result.accepted is accepted
         assert [a.outcome for a in result.attempts] == ["failed"]
+
+
+# --- responders and CRL servers that lie, drip and flood ---------------------------------------
+
+
+class RawHTTPServer:
+    """A loopback TCP server that reads a request and then runs ``answer(sock)``: for
+    answers no well-behaved HTTP server would send. Records how many bytes it got out
+    before the client went away. Stopped (every thread joined) by its ``with`` block."""
+
+    def __init__(self, answer: Callable[[socket.socket], None]) -> None:
+        self._answer = answer
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.sent = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+
+    def url(self, path: str = "/x.crl") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> RawHTTPServer:
+        self._accepting.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        _shutdown(self._listener)
+        self._listener.close()
+        self._accepting.join(5)
+        for thread in self._threads:
+            thread.join(5)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        with sock:
+            sock.settimeout(5)
+            with contextlib.suppress(OSError):
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return
+                    request += chunk
+                self._answer(sock)
+
+    def send(self, sock: socket.socket, data: bytes) -> None:
+        """Send unless stopping; count what went out."""
+        if self._stop.is_set():
+            raise OSError("stopping")
+        sock.sendall(data)
+        self.sent += len(data)
+
+
+CRL_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/pkix-crl\r\n"
+
+
+def _endless_chunks(server: RawHTTPServer) -> Callable[[socket.socket], None]:
+    def answer(sock: socket.socket) -> None:
+        server.send(sock, CRL_HEAD + b"Transfer-Encoding: chunked\r\n\r\n")
+        chunk = b"%x\r\n" % 65536 + bytes(65536) + b"\r\n"
+        while True:
+            server.send(sock, chunk)
+
+    return answer
+
+
+@pytest.mark.parametrize("max_bytes", [100_000, 1_000_000])
+def test_a_chunked_body_is_capped_while_it_streams(max_bytes: int) -> None:
+    """No Content-Length to refuse up front: the cap is enforced as the chunks come,
+    and the client stops reading (the server cannot push much past the cap)."""
+    holder: list[RawHTTPServer] = []
+    with RawHTTPServer(lambda sock: _endless_chunks(holder[0])(sock)) as server:
+        holder.append(server)
+        started = time.monotonic()
+        with pytest.raises(FetchError, match=f"over the cap of {max_bytes} bytes"):
+            fetch_crl(server.url(), deadline=started + 5, max_bytes=max_bytes)
+        assert time.monotonic() - started < 2
+    # Socket buffers hold a few MB at most; an uncapped client would read all 5 s long.
+    assert server.sent < max_bytes + 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        # Content-Length larger than the body, then the connection closes.
+        (CRL_HEAD + b"Content-Length: 5000\r\n\r\n" + b"0" * 100, "cut short"),
+        # Content-Length over the cap: refused before the body is read.
+        (CRL_HEAD + b"Content-Length: 99999999999\r\n\r\n", "over the cap"),
+        # Two Content-Lengths that disagree: no body length can be trusted.
+        (CRL_HEAD + b"Content-Length: 5\r\nContent-Length: 50\r\n\r\n" + b"0" * 50, ""),
+        # A chunk size that is no hex number.
+        (CRL_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", ""),
+        # A status line longer than http.client reads.
+        (b"HTTP/1.1 200 " + b"O" * 70_000 + b"\r\n\r\n", ""),
+        # More headers than http.client reads.
+        (CRL_HEAD + b"X-A: b\r\n" * 150 + b"\r\n", ""),
+        # A header line longer than http.client reads.
+        (CRL_HEAD + b"X-A: " + b"b" * 70_000 + b"\r\n\r\n", ""),
+        # No HTTP at all.
+        (b"\x30\x82\xff\xff" + bytes(100), ""),
+    ],
+    ids=[
+        "length-over-body",
+        "length-over-cap",
+        "two-lengths",
+        "bad-chunk-size",
+        "long-status-line",
+        "header-flood",
+        "long-header",
+        "not-http",
+    ],
+)
+def test_lying_servers_fail_cleanly(answer: bytes, words: str) -> None:
+    holder: list[RawHTTPServer] = []
+
+    def respond(sock: socket.socket) -> None:
+        holder[0].send(sock, answer)
+
+    with RawHTTPServer(respond) as server:
+        holder.append(server)
+        started = time.monotonic()
+        with pytest.raises(FetchError, match=words or None) as caught:
+            fetch_crl(server.url(), deadline=started + 2, max_bytes=1_000_000)
+        assert time.monotonic() - started < 1.5, caught.value.reason
+
+
+def test_a_dripping_crl_server_is_cut_at_the_checks_deadline() -> None:
+    """A byte every 50 ms forever, through the whole check: the CRL is fetched in the
+    checking thread, so only the per-receive deadline ends it, at the policy's
+    fallback_timeout."""
+    holder: list[RawHTTPServer] = []
+
+    def respond(sock: socket.socket) -> None:
+        stop = threading.Event()
+        for byte in CRL_HEAD + b"Content-Length: 1000\r\n\r\n" + bytes(1000):
+            holder[0].send(sock, bytes([byte]))
+            if stop.wait(0.05):
+                return
+
+    with RawHTTPServer(respond) as server:
+        holder.append(server)
+        issuer = CA(now=NOW).create_intermediate()
+        leaf = issuer.issue_cert("localhost", crl_url=server.url())
+        chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
+        policy = Policy(mode="hard-fail", fallback=("crl",), fallback_timeout=0.5)
+        started = time.monotonic()
+        result = RevocationChecker(clock=clock, cache=None).check(chain, policy, MISSING)
+        elapsed = time.monotonic() - started
+    assert 0.5 <= elapsed < 1.0
+    assert result.accepted is False
+    assert "within" in result.attempts[-1].reason

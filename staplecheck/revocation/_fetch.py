@@ -386,6 +386,11 @@ def _read(
     if declared not in accept:
         wanted = " or ".join(sorted(accept))
         raise fail(f"Content-Type {declared[:100] or '(none)'!r}, not {wanted}")
+    lengths = {value.strip() for value in response.headers.get_all("Content-Length") or ()}
+    if len(lengths) > 1:
+        # RFC 9112 §6.3: differing lengths are an unrecoverable error (http.client
+        # would take the first one).
+        raise fail("the response has Content-Length headers that disagree")
     length = response.length  # the Content-Length, when one was sent and not chunked
     if length is not None and length > max_bytes:
         raise fail(f"Content-Length {length} is over the cap of {max_bytes} bytes")
@@ -399,6 +404,10 @@ def _read(
         if total > max_bytes:
             raise fail(f"the body is over the cap of {max_bytes} bytes")
         chunks.append(chunk)
+    if length is not None and total < length:
+        # http.client's read(amt) ends quietly at the end of the connection: a body
+        # shorter than its Content-Length is a truncated one, not a complete answer.
+        raise fail(f"the body was cut short after {total} of {length} bytes")
     if total == 0:
         raise fail("the body is empty")
     return b"".join(chunks)

@@ -33,6 +33,7 @@ from OpenSSL import SSL
 
 from staplecheck import (
     Policy,
+    ResponderOverride,
     RevocationError,
     StapleConnection,
     StapleError,
@@ -43,7 +44,14 @@ from staplecheck import (
 )
 from staplecheck.revocation import RevocationChecker
 from staplecheck.revocation._fetch import FetchError, fetch_crl
-from staplecheck.testing import CA, Identity, OCSPResponder, StaplingServer, generate_key
+from staplecheck.testing import (
+    CA,
+    CRLServer,
+    Identity,
+    OCSPResponder,
+    StaplingServer,
+    generate_key,
+)
 
 from .conftest import require_program
 
@@ -752,3 +760,109 @@ def test_a_dripping_crl_server_is_cut_at_the_checks_deadline() -> None:
     assert 0.5 <= elapsed < 1.0
     assert result.accepted is False
     assert "within" in result.attempts[-1].reason
+
+
+# --- the chain -------------------------------------------------------------------------------
+
+
+def test_a_revoked_intermediate_refuses_a_leaf_with_a_good_staple(tmp_path: Path) -> None:
+    """The staple covers the leaf only; check_chain asks the root's responder (a
+    designated one for the root's certificates) about the intermediate."""
+    root = CA(now=NOW)
+    inter = root.create_intermediate()
+    with OCSPResponder(root, clock=clock) as root_responder:
+        root_responder.set_status(inter.cert, "revoked", revocation_reason="cACompromise")
+        leaf = inter.issue_cert("localhost")
+        staple = inter.ocsp_response(leaf, this_update=NOW)
+        cafile = root.write_trust(tmp_path / "ca.pem")
+        override = ResponderOverride(
+            url=root_responder.url, issuer=root.cert.public_bytes(Encoding.DER)
+        )
+        policy = Policy(
+            mode="soft-fail", fallback=("ocsp",), check_chain=True, responders=(override,)
+        )
+        context = create_context(
+            policy,
+            config=TLSConfig(cafiles=(cafile,)),
+            clock=clock,
+            cache=None,
+            revocation=RevocationChecker(clock=clock, cache=None),
+        )
+        with StaplingServer(leaf, staple) as server, blocking_socket(server) as sock:
+            connection = StapleConnection(context, sock, server_hostname="localhost")
+            with pytest.raises(RevocationError) as caught:
+                connection.sendall(REQUEST)
+        assert server.requests == 0
+    assert caught.value.result.status is StapleStatus.GOOD
+    (intermediate,) = caught.value.revocation.chain
+    assert intermediate.status is StapleStatus.REVOKED
+    assert intermediate.revocation_reason == "cACompromise"
+    assert "intermediate" in str(caught.value)
+
+
+def test_the_time_budget_is_shared_by_the_whole_chain() -> None:
+    """Two intermediates whose responder never answers: the check ends at one
+    fallback_timeout, not one per certificate, and hard-fail refuses."""
+    root = CA(now=NOW)
+    upper = root.create_intermediate(name="upper")
+    lower = upper.create_intermediate(name="lower")
+    with (
+        OCSPResponder(root, clock=clock) as for_upper,
+        OCSPResponder(upper, clock=clock) as for_lower,
+        OCSPResponder(lower, clock=clock) as for_leaf,
+    ):
+        leaf = lower.issue_cert("localhost", ocsp_url=for_leaf.url)
+        for_leaf.set_status(leaf, "good")
+        for_upper.pause()
+        for_lower.pause()
+        overrides = tuple(
+            ResponderOverride(url=responder.url, issuer=ca.cert.public_bytes(Encoding.DER))
+            for responder, ca in ((for_upper, root), (for_lower, upper))
+        )
+        policy = Policy(
+            mode="hard-fail",
+            fallback=("ocsp",),
+            check_chain=True,
+            responders=overrides,
+            fallback_timeout=0.5,
+        )
+        chain = [
+            c.public_bytes(Encoding.DER) for c in (leaf.cert, lower.cert, upper.cert, root.cert)
+        ]
+        started = time.monotonic()
+        result = RevocationChecker(clock=clock, cache=None).check(chain, policy, MISSING)
+        elapsed = time.monotonic() - started
+        for_upper.resume()
+        for_lower.resume()
+    assert elapsed < 0.5 + 0.4
+    assert result.status is StapleStatus.GOOD  # the leaf answered
+    assert result.accepted is False
+    assert result.chain[0].source is None
+
+
+# --- memo and store keys -------------------------------------------------------------------
+
+
+def test_two_issuers_sharing_a_crl_url_never_share_an_answer() -> None:
+    """A CRL cached under its URL (and memoized per URL) for one issuer is no answer
+    for another issuer's certificate naming the same URL: it is judged against that
+    certificate's own issuer, and refused."""
+    root = CA(now=NOW)
+    honest = root.create_intermediate(name="honest CA")
+    other = root.create_intermediate(name="other CA")
+    with CRLServer() as crls:
+        url = crls.set_crl("/shared.crl", honest.crl([], this_update=NOW))
+        honest_leaf = honest.issue_cert("localhost", crl_url=url)
+        other_leaf = other.issue_cert("localhost", crl_url=url)
+        checker = RevocationChecker(clock=clock, cache=None)
+        policy = Policy(mode="hard-fail", fallback=("crl",))
+
+        def check(leaf: Identity, issuer: CA) -> object:
+            chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, root.cert)]
+            return checker.check(chain, policy, MISSING)
+
+        first = check(honest_leaf, honest)
+        second = check(other_leaf, other)
+    assert first.status is StapleStatus.GOOD
+    assert second.status is StapleStatus.MISSING
+    assert second.accepted is False

@@ -866,3 +866,32 @@ def test_two_issuers_sharing_a_crl_url_never_share_an_answer() -> None:
     assert first.status is StapleStatus.GOOD
     assert second.status is StapleStatus.MISSING
     assert second.accepted is False
+
+
+# --- what reaches logs and terminals ------------------------------------------------------------
+
+ESCAPE = b"\x1b]0;owned\x07\x1b[2J"  # set the terminal's title, clear the screen
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 2" + ESCAPE + b"\r\n\r\n",  # BadStatusLine carries the line
+        b"HTTP/1.1 404 " + ESCAPE + b"\r\n\r\n",  # the reason phrase
+        CRL_HEAD.replace(b"pkix-crl", b"x" + ESCAPE) + b"Content-Length: 1\r\n\r\n0",
+        b"HTTP/1.1 302 Found\r\nLocation: http://x/" + ESCAPE + b"\r\n\r\n",
+    ],
+    ids=["status-line", "reason-phrase", "content-type", "location"],
+)
+def test_failure_reasons_are_printable(answer: bytes) -> None:
+    """A man in the middle of a plain-HTTP fetch chooses the bytes a failure reason
+    quotes; the reason reaches logs, the verdict and ``staplecheck check``'s output,
+    so it carries no control characters (no terminal escapes)."""
+    holder: list[RawHTTPServer] = []
+    with RawHTTPServer(lambda sock: holder[0].send(sock, answer)) as server:
+        holder.append(server)
+        with pytest.raises(FetchError) as caught:
+            fetch_crl(server.url(), deadline=time.monotonic() + 2)
+    reason = caught.value.reason
+    assert reason.isprintable(), reason
+    assert "\\x1b" in reason  # still quoted, escaped

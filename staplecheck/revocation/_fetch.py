@@ -93,11 +93,21 @@ class FetchError(Exception):
     """A fetch failed: ``reason`` says why in words, for the verdict log."""
 
     def __init__(self, reason: str, url: str, elapsed: float) -> None:
+        # A reason may quote what a server sent (a status line, a header): it reaches
+        # logs and terminals, so control characters are escaped, never passed on.
+        reason = _printable(reason)
         super().__init__(f"{url}: {reason}")
         self.reason = reason
         self.url = url
         self.elapsed = elapsed
         """Seconds from the start of the fetch to the failure."""
+
+
+def _printable(text: str) -> str:
+    """``text`` with every character that is not printable written as its escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class _CancelledError(Exception):

@@ -895,3 +895,36 @@ def test_failure_reasons_are_printable(answer: bytes) -> None:
     reason = caught.value.reason
     assert reason.isprintable(), reason
     assert "\\x1b" in reason  # still quoted, escaped
+
+
+# --- single-flight --------------------------------------------------------------------------
+
+
+def test_a_follower_is_not_bound_by_the_leaders_shorter_budget() -> None:
+    """Concurrent checks of one certificate share one query. When the check asking
+    has a budget shorter than a waiting one's (a health check with a 0.2 s timeout
+    beside a request with 2 s), its "no answer in time" is not an answer for the
+    other, which asks itself with the time it has left: here the responder answers
+    revoked after 0.5 s."""
+    issuer = CA(now=NOW).create_intermediate()
+    with OCSPResponder(issuer, clock=clock) as responder:
+        leaf = issuer.issue_cert("localhost", ocsp_url=responder.url)
+        responder.set_status(leaf, "revoked")
+        responder.misbehave("slow", delay=0.5)
+        chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
+        # No failure mark: the leader's timeout must not decide for the follower
+        # through the store either (docs/security.md lists that as known).
+        checker = RevocationChecker(clock=clock, cache=None, failure_ttl=datetime.timedelta(0))
+        results: dict[str, object] = {}
+
+        def short() -> None:
+            results["short"] = checker.check(chain, SOFT_OCSP, MISSING, timeout=0.2)
+
+        leader = threading.Thread(target=short)
+        leader.start()
+        assert responder.wait_for_requests(1, timeout=5)
+        follower = checker.check(chain, SOFT_OCSP, MISSING, timeout=2.0)
+        leader.join(5)
+    assert results["short"].source is None  # the leader's own budget ran out
+    assert follower.status is StapleStatus.REVOKED
+    assert follower.accepted is False

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -32,6 +33,7 @@ from cryptography.x509.oid import ExtensionOID
 from OpenSSL import SSL
 
 from staplecheck import (
+    Mode,
     Policy,
     ResponderOverride,
     RevocationError,
@@ -42,13 +44,15 @@ from staplecheck import (
     TLSConfig,
     create_context,
 )
-from staplecheck.revocation import RevocationChecker
+from staplecheck.revocation import RevocationChecker, RevocationResult
 from staplecheck.revocation._fetch import FetchError, fetch_crl
 from staplecheck.testing import (
     CA,
     CRLServer,
     Identity,
+    OCSPEntry,
     OCSPResponder,
+    RawExtension,
     StaplingServer,
     generate_key,
 )
@@ -59,8 +63,8 @@ NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 """The real time, once: OpenSSL checks certificate validity against the real clock,
 and everything staplecheck judges is judged at this instant (``clock``)."""
 
-SOFT_OCSP = Policy(mode="soft-fail", fallback=("ocsp",))
-HARD_OCSP = Policy(mode="hard-fail", fallback=("ocsp",))
+SOFT_OCSP = Policy(mode=Mode.SOFT_FAIL, fallback=("ocsp",))
+HARD_OCSP = Policy(mode=Mode.HARD_FAIL, fallback=("ocsp",))
 
 
 def clock() -> datetime.datetime:
@@ -232,7 +236,6 @@ def test_request_staple_false_under_soft_fail_reports_missing(site: Site) -> Non
         connection.do_handshake()
         assert connection.staple is not None
         assert connection.staple.status is StapleStatus.MISSING
-        assert connection.staple.status is not StapleStatus.GOOD
 
 
 def test_request_staple_false_under_off_has_no_verdict(site: Site) -> None:
@@ -351,8 +354,8 @@ _SILENT_DNS_SCRIPT = r"""
 import ctypes, datetime, fcntl, json, socket, struct, sys, time
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
-from staplecheck import Policy, StapleResult, StapleStatus
-from staplecheck.revocation import RevocationChecker
+from staplecheck import Mode, Policy, StapleResult, StapleStatus
+from staplecheck.revocation import RevocationChecker, RevocationResult
 from staplecheck.revocation._fetch import FetchError, fetch_crl
 from staplecheck.revocation._fetch import FetchError, fetch_crl
 from staplecheck.testing import CA
@@ -381,7 +384,7 @@ leaf = issuer.issue_cert(
     "localhost", ocsp_url="http://ocsp.staplecheck.test/", crl_url="http://crl.staplecheck.test/x.crl"
 )
 chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
-policy = Policy(mode="hard-fail", fallback=("crl", "ocsp"), fallback_timeout=0.4)
+policy = Policy(mode=Mode.HARD_FAIL, fallback=("crl", "ocsp"), fallback_timeout=0.4)
 missing = StapleResult(status=StapleStatus.MISSING, reason="no staple")
 start = time.monotonic()
 result = RevocationChecker(clock=lambda: now, cache=None).check(chain, policy, missing)
@@ -480,7 +483,7 @@ def test_unreadable_leaf_extensions_give_a_verdict_not_a_traceback(
     issuer = CA(now=NOW).create_intermediate()
     leaf = _with_edi_aia(issuer, "localhost")
     chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
-    policy = Policy(mode="hard-fail", fallback=fallback)
+    policy = Policy(mode=Mode.HARD_FAIL, fallback=fallback)
     result = RevocationChecker(clock=clock, cache=None).check(chain, policy, MISSING)
     assert result.accepted is False
     assert result.status is StapleStatus.MISSING
@@ -495,7 +498,7 @@ def test_unreadable_leaf_extensions_with_a_static_crl(tmp_path: Path) -> None:
     crl = tmp_path / "issuer.crl"
     crl.write_bytes(issuer.crl([], this_update=NOW))
     chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
-    policy = Policy(mode="hard-fail", fallback=("crl",), crl_files=(str(crl),))
+    policy = Policy(mode=Mode.HARD_FAIL, fallback=("crl",), crl_files=(str(crl),))
     result = RevocationChecker(clock=clock, cache=None).check(chain, policy, MISSING)
     assert result.status is StapleStatus.GOOD
     assert result.source == "crl"
@@ -512,7 +515,7 @@ def test_unreadable_intermediate_extensions_refuse_cleanly_over_tls(tmp_path: Pa
         leaf = inter.issue_cert("localhost", ocsp_url=responder.url)
         responder.set_status(leaf, "good")
         cafile = root.write_trust(tmp_path / "ca.pem")
-        policy = Policy(mode="hard-fail", fallback=("ocsp",), check_chain=True)
+        policy = Policy(mode=Mode.HARD_FAIL, fallback=("ocsp",), check_chain=True)
         context = create_context(
             policy,
             config=TLSConfig(cafiles=(cafile,)),
@@ -553,7 +556,7 @@ def test_a_fetcher_that_raises_fails_closed_in_the_ssl_family(
         dead = f"http://127.0.0.1:{unused.getsockname()[1]}/ca.crl"  # refused: not listening
     leaf = site.issuer.issue_cert("localhost", crl_url=dead)
     checker = RevocationChecker(clock=clock, cache=None, fetch_crl=_urllib_crl_fetcher)
-    policy = Policy(mode=mode, fallback=("crl",))
+    policy = Policy(mode=Mode(mode), fallback=("crl",))
     with StaplingServer(leaf) as server, blocking_socket(server) as sock:
         connection = StapleConnection(
             site.context(policy, checker), sock, server_hostname="localhost"
@@ -594,7 +597,7 @@ def test_hostile_distribution_points_give_a_verdict(url: str) -> None:
     leaf = issuer.issue_cert("localhost", crl_url=url)
     chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
     for mode, accepted in (("hard-fail", False), ("soft-fail", True)):
-        policy = Policy(mode=mode, fallback=("crl",))
+        policy = Policy(mode=Mode(mode), fallback=("crl",))
         result = RevocationChecker(clock=clock, cache=None).check(chain, policy, MISSING)
         assert result.accepted is accepted
         assert [a.outcome for a in result.attempts] == ["failed"]
@@ -753,7 +756,7 @@ def test_a_dripping_crl_server_is_cut_at_the_checks_deadline() -> None:
         issuer = CA(now=NOW).create_intermediate()
         leaf = issuer.issue_cert("localhost", crl_url=server.url())
         chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
-        policy = Policy(mode="hard-fail", fallback=("crl",), fallback_timeout=0.5)
+        policy = Policy(mode=Mode.HARD_FAIL, fallback=("crl",), fallback_timeout=0.5)
         started = time.monotonic()
         result = RevocationChecker(clock=clock, cache=None).check(chain, policy, MISSING)
         elapsed = time.monotonic() - started
@@ -779,7 +782,7 @@ def test_a_revoked_intermediate_refuses_a_leaf_with_a_good_staple(tmp_path: Path
             url=root_responder.url, issuer=root.cert.public_bytes(Encoding.DER)
         )
         policy = Policy(
-            mode="soft-fail", fallback=("ocsp",), check_chain=True, responders=(override,)
+            mode=Mode.SOFT_FAIL, fallback=("ocsp",), check_chain=True, responders=(override,)
         )
         context = create_context(
             policy,
@@ -820,7 +823,7 @@ def test_the_time_budget_is_shared_by_the_whole_chain() -> None:
             for responder, ca in ((for_upper, root), (for_lower, upper))
         )
         policy = Policy(
-            mode="hard-fail",
+            mode=Mode.HARD_FAIL,
             fallback=("ocsp",),
             check_chain=True,
             responders=overrides,
@@ -855,9 +858,9 @@ def test_two_issuers_sharing_a_crl_url_never_share_an_answer() -> None:
         honest_leaf = honest.issue_cert("localhost", crl_url=url)
         other_leaf = other.issue_cert("localhost", crl_url=url)
         checker = RevocationChecker(clock=clock, cache=None)
-        policy = Policy(mode="hard-fail", fallback=("crl",))
+        policy = Policy(mode=Mode.HARD_FAIL, fallback=("crl",))
 
-        def check(leaf: Identity, issuer: CA) -> object:
+        def check(leaf: Identity, issuer: CA) -> RevocationResult:
             chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, root.cert)]
             return checker.check(chain, policy, MISSING)
 
@@ -915,7 +918,7 @@ def test_a_follower_is_not_bound_by_the_leaders_shorter_budget() -> None:
         # No failure mark: the leader's timeout must not decide for the follower
         # through the store either (docs/security.md lists that as known).
         checker = RevocationChecker(clock=clock, cache=None, failure_ttl=datetime.timedelta(0))
-        results: dict[str, object] = {}
+        results: dict[str, RevocationResult] = {}
 
         def short() -> None:
             results["short"] = checker.check(chain, SOFT_OCSP, MISSING, timeout=0.2)
@@ -928,3 +931,40 @@ def test_a_follower_is_not_bound_by_the_leaders_shorter_budget() -> None:
     assert results["short"].source is None  # the leader's own budget ran out
     assert follower.status is StapleStatus.REVOKED
     assert follower.accepted is False
+
+
+# --- work a responder can cause before a signature verifies -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bulk", "words"),
+    [("entries", "entries"), ("extensions", "extensions"), ("certificates", "certificates")],
+)
+def test_a_responders_bulk_is_bounded_before_any_signature(bulk: str, words: str) -> None:
+    """A responder (or whoever answers for it over plain HTTP) sends a properly signed
+    response fat with 65 entries, 65 extensions or 9 certificates: the judge refuses
+    it by count, with the bound in the reason, and the fallback gives no answer
+    (hard-fail refuses)."""
+    issuer = CA(now=NOW).create_intermediate()
+    holder: list[RawHTTPServer] = []
+    body: list[bytes] = []
+
+    def respond(sock: socket.socket) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/ocsp-response\r\n"
+        holder[0].send(sock, head + b"Content-Length: %d\r\n\r\n" % len(body[0]) + body[0])
+
+    with RawHTTPServer(respond) as server:
+        holder.append(server)
+        leaf = issuer.issue_cert("localhost", ocsp_url=server.url("/"))
+        bulks: dict[str, dict[str, Any]] = {
+            "entries": {"extra_entries": [OCSPEntry(serial_number=n) for n in range(1, 66)]},
+            "extensions": {"extensions": [RawExtension(oid=f"1.2.3.{n}") for n in range(65)]},
+            "certificates": {"include_certs": [issuer.cert] * 9},
+        }
+        body.append(issuer.ocsp_response(leaf, this_update=NOW, **bulks[bulk]))
+        chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
+        result = RevocationChecker(clock=clock, cache=None).check(chain, HARD_OCSP, MISSING)
+    assert result.accepted is False
+    (attempt,) = result.attempts
+    assert attempt.outcome == "invalid"
+    assert words in attempt.reason

@@ -46,6 +46,8 @@ from staplecheck import (
 )
 from staplecheck.revocation import RevocationChecker, RevocationResult
 from staplecheck.revocation._fetch import FetchError, fetch_crl
+from staplecheck.revocation._plan import request_key
+from staplecheck.revocation.stores import SQLiteStore
 from staplecheck.testing import (
     CA,
     CRLServer,
@@ -56,6 +58,7 @@ from staplecheck.testing import (
     StaplingServer,
     generate_key,
 )
+from staplecheck.validation._validate import CertPair
 
 from .conftest import require_program
 
@@ -356,6 +359,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from staplecheck import Mode, Policy, StapleResult, StapleStatus
 from staplecheck.revocation import RevocationChecker, RevocationResult
+from staplecheck.revocation._plan import request_key
+from staplecheck.revocation.stores import SQLiteStore
+from staplecheck.validation._validate import CertPair
 from staplecheck.revocation._fetch import FetchError, fetch_crl
 from staplecheck.revocation._fetch import FetchError, fetch_crl
 from staplecheck.testing import CA
@@ -968,3 +974,47 @@ def test_a_responders_bulk_is_bounded_before_any_signature(bulk: str, words: str
     (attempt,) = result.attempts
     assert attempt.outcome == "invalid"
     assert words in attempt.reason
+
+
+# --- a store shared with someone hostile ------------------------------------------------------
+
+
+@pytest.mark.parametrize("planted", ["forged", "other-certificate", "crl", "garbage"])
+def test_what_a_co_tenant_plants_in_a_shared_store_changes_no_verdict(
+    tmp_path: Path, planted: str
+) -> None:
+    """Another process writing the same SQLite file puts, under this certificate's
+    key and with a far expiry, a good response signed by an impostor CA of the same
+    name, another certificate's genuine good response, a CRL, or garbage. Each is
+    judged again, refused, and the responder's revoked stands."""
+    issuer = CA(now=NOW).create_intermediate()
+    with OCSPResponder(issuer, clock=clock) as responder:
+        leaf = issuer.issue_cert("localhost", ocsp_url=responder.url)
+        sibling = issuer.issue_cert("localhost")
+        responder.set_status(leaf, "revoked")
+        impostor = CA(now=NOW, name="staplecheck test intermediate")
+        der = {
+            "forged": lambda: impostor.ocsp_response(leaf, this_update=NOW),
+            "other-certificate": lambda: issuer.ocsp_response(sibling, this_update=NOW),
+            "crl": lambda: issuer.crl([], this_update=NOW),
+            "garbage": lambda: b"\x30\x03\x0a\x01\x00",
+        }[planted]()
+        chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
+        _request, key = request_key(CertPair(chain[0], chain[1]))
+        path = tmp_path / "shared.sqlite"
+        co_tenant = SQLiteStore(path)
+        far = NOW + datetime.timedelta(days=365)
+        assert co_tenant.put(key, der, now=NOW, expires_at=far) is None
+        co_tenant.close()
+        store = SQLiteStore(path)
+        try:
+            result = RevocationChecker(store, clock=clock, cache=None).check(
+                chain, SOFT_OCSP, MISSING
+            )
+        finally:
+            store.close()
+    assert result.status is StapleStatus.REVOKED
+    assert result.source == "ocsp"
+    assert result.accepted is False
+    assert result.attempts[0].source == "cache"
+    assert "refused" in result.attempts[0].reason

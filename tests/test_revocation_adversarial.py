@@ -993,12 +993,13 @@ def test_what_a_co_tenant_plants_in_a_shared_store_changes_no_verdict(
         sibling = issuer.issue_cert("localhost")
         responder.set_status(leaf, "revoked")
         impostor = CA(now=NOW, name="staplecheck test intermediate")
-        der = {
+        plants: dict[str, Callable[[], bytes]] = {
             "forged": lambda: impostor.ocsp_response(leaf, this_update=NOW),
             "other-certificate": lambda: issuer.ocsp_response(sibling, this_update=NOW),
             "crl": lambda: issuer.crl([], this_update=NOW),
             "garbage": lambda: b"\x30\x03\x0a\x01\x00",
-        }[planted]()
+        }
+        der = plants[planted]()
         chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
         _request, key = request_key(CertPair(chain[0], chain[1]))
         path = tmp_path / "shared.sqlite"

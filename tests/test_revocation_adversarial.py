@@ -606,7 +606,10 @@ def test_hostile_distribution_points_give_a_verdict(url: str) -> None:
         policy = Policy(mode=Mode(mode), fallback=("crl",))
         result = RevocationChecker(clock=clock, cache=None).check(chain, policy, MISSING)
         assert result.accepted is accepted
-        assert [a.outcome for a in result.attempts] == ["failed"]
+        (attempt,) = result.attempts
+        # Skipped by the plan when no request line could carry it, else failed.
+        assert attempt.outcome == ("failed" if url.isprintable() and " " not in url else "skipped")
+        assert attempt.reason.isprintable()
 
 
 # --- responders and CRL servers that lie, drip and flood ---------------------------------------
@@ -1019,3 +1022,25 @@ def test_what_a_co_tenant_plants_in_a_shared_store_changes_no_verdict(
     assert result.accepted is False
     assert result.attempts[0].source == "cache"
     assert "refused" in result.attempts[0].reason
+
+
+def test_urls_with_control_characters_are_skipped_and_shown_escaped() -> None:
+    """A CA can write terminal escapes into a distribution point or OCSP URL (an
+    IA5String): such a URL is never fetched (no HTTP request can carry it) and is
+    shown escaped in the attempts, the log and the CLI's output."""
+    issuer = CA(now=NOW).create_intermediate()
+    url = "http://127.0.0.1:1/\x1b]0;owned\x07.crl"
+    leaf = issuer.issue_cert("localhost", ocsp_url=url, crl_url=url)
+    chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, issuer.cert, issuer.root.cert)]
+    policy = Policy(mode=Mode.HARD_FAIL, fallback=("ocsp", "crl"))
+    result = RevocationChecker(clock=clock, cache=None).check(chain, policy, MISSING)
+    assert result.accepted is False
+    assert [(a.source, a.outcome) for a in result.attempts] == [
+        ("ocsp", "skipped"),
+        ("crl", "skipped"),
+    ]
+    for attempt in result.attempts:
+        assert attempt.url is not None
+        assert attempt.url.isprintable()
+        assert "\\x1b" in attempt.url
+        assert "control characters" in attempt.reason

@@ -124,9 +124,13 @@ def _usable(
     schemes = ("http://", "https://") if policy.allow_https_fetch else ("http://",)
     usable: list[str] = []
     for url in dict.fromkeys(urls):  # each URL once, in order
-        shown = url[:200]
+        # Shown in attempts, logs and the CLI: a CA may write terminal escapes here.
+        shown = url[:200] if url[:200].isprintable() else repr(url[:200])[1:-1]
         if len(url) > MAX_URL_CHARS:
             skipped.append(Skipped(source, shown, f"a URL over {MAX_URL_CHARS} characters"))
+        elif not url.isprintable() or " " in url:
+            # No HTTP request line can carry them (http.client refuses them too).
+            skipped.append(Skipped(source, shown, "a URL with control characters or spaces"))
         elif not url.lower().startswith(schemes):
             reason = "only http:// is fetched" + (
                 "" if policy.allow_https_fetch else " (allow_https_fetch adds https://)"

@@ -118,7 +118,17 @@ _REASONS = (
 _HOLD = "certificateHold"
 _REMOVE = "removeFromCRL"
 
-_MALFORMED = (ValueError, TypeError, UnsupportedAlgorithm, IndexError, _der.DERError)
+# cryptography raises more than ValueError for extensions it cannot read (an
+# EDIPartyName, a duplicate extension): a certificate OpenSSL verified may carry them.
+_MALFORMED = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    IndexError,
+    _der.DERError,
+    x509.UnsupportedGeneralNameType,
+    x509.DuplicateExtension,
+)
 
 
 class _RefusedError(Exception):

@@ -209,9 +209,18 @@ class RevocationChecker:
             )
         flight_key = (certs.leaf_der, certs.issuer_der, policy)
         flight, leader = self._join(flight_key)
-        if not leader:
+        while not leader:
             self._count("shared")
             flight.done.wait(max(deadline - self._monotonic(), 0.0))
+            if (
+                flight.done.is_set()
+                and (flight.result is None or flight.result.source is None)
+                and self._monotonic() < deadline
+            ):
+                # The asker found no answer within its own budget, which may have been
+                # shorter than this one's: no answer is not an answer for the time left.
+                flight, leader = self._join(flight_key)
+                continue
             if flight.result is not None:
                 shared = Attempt(
                     source=flight.result.source or "none",

@@ -19,8 +19,10 @@ Rules, for OCSP responders and CRL distribution points alike:
   attempt also has its own ``timeout``. Connecting and every single receive wait at
   most the time left, so a server that drips one byte at a time is cut off at the
   deadline, not at one timeout per byte. Name resolution (``getaddrinfo``) cannot be
-  interrupted in the standard library: a hung resolver can overrun :func:`fetch`;
-  :func:`fetch_first` returns at the deadline whatever its threads are doing. Over
+  interrupted in the standard library: it runs in a daemon thread that is abandoned
+  at the deadline (at most :data:`MAX_PENDING_RESOLUTIONS` left running), so a hung
+  resolver cannot overrun it either; :func:`fetch_first` returns at the deadline
+  whatever its threads are doing. Over
   ``https://`` (opt-in) each receive is bounded by the time left when the connection
   was made, not re-armed per receive: the same holds there.
 - 200 only, the expected Content-Type only (``application/ocsp-response`` for OCSP;
@@ -45,6 +47,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..validation._result import StapleResult
 from ._ocsp import DEFINITE, OCSP_REQUEST_TYPE, OCSP_RESPONSE_TYPE, get_url
@@ -55,6 +58,7 @@ __all__ = [
     "MAX_CRL_FETCH_BYTES",
     "MAX_OCSP_FETCH_BYTES",
     "MAX_PARALLEL",
+    "MAX_PENDING_RESOLUTIONS",
     "OCSP_TYPES",
     "Attempt",
     "FetchError",
@@ -89,11 +93,21 @@ class FetchError(Exception):
     """A fetch failed: ``reason`` says why in words, for the verdict log."""
 
     def __init__(self, reason: str, url: str, elapsed: float) -> None:
+        # A reason may quote what a server sent (a status line, a header): it reaches
+        # logs and terminals, so control characters are escaped, never passed on.
+        reason = _printable(reason)
         super().__init__(f"{url}: {reason}")
         self.reason = reason
         self.url = url
         self.elapsed = elapsed
         """Seconds from the start of the fetch to the failure."""
+
+
+def _printable(text: str) -> str:
+    """``text`` with every character that is not printable written as its escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class _CancelledError(Exception):
@@ -197,12 +211,63 @@ class _TLSConnection(_Connection):
         self.sock = self.made = context.wrap_socket(raw, server_hostname=self.host)
 
 
+_AddrInfo = list[tuple[Any, Any, int, str, Any]]
+
+MAX_PENDING_RESOLUTIONS = 32
+"""Host name resolutions left running past their deadline, at most: each holds a
+thread until the resolver gives up (glibc: 5 s per try), so a dead resolver and a
+stream of connections must not pile up threads without bound."""
+_pending_resolutions = threading.BoundedSemaphore(MAX_PENDING_RESOLUTIONS)
+
+
+class _ResolveTimeoutError(TimeoutError):
+    """The resolver did not answer before the deadline."""
+
+
+def _resolve(host: str, port: int, deadline: float, clock: Callable[[], float]) -> _AddrInfo:
+    """``getaddrinfo`` within the deadline. The standard library cannot interrupt
+    it, and a resolver that never answers holds it for the resolver's own timeouts
+    (10 s and more): a name is resolved in a daemon thread, abandoned at the
+    deadline. An address literal needs no resolver and no thread."""
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass  # a name, not an address
+    if not _pending_resolutions.acquire(blocking=False):
+        raise OSError(
+            f"{MAX_PENDING_RESOLUTIONS} host name resolutions are still pending "
+            "(the resolver does not answer)"
+        )
+    answer: queue.Queue[_AddrInfo | BaseException] = queue.Queue(maxsize=1)
+
+    def resolve() -> None:
+        try:
+            answer.put(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as error:  # noqa: BLE001 - handed to the waiting thread
+            answer.put(error)
+        finally:
+            _pending_resolutions.release()
+
+    try:
+        threading.Thread(target=resolve, name="staplecheck-resolve", daemon=True).start()
+    except RuntimeError:
+        _pending_resolutions.release()
+        raise OSError("cannot start a thread to resolve the host name") from None
+    try:
+        found = answer.get(timeout=max(deadline - clock(), 0.0))
+    except queue.Empty:
+        raise _ResolveTimeoutError("deadline reached while resolving the host name") from None
+    if isinstance(found, BaseException):
+        raise found
+    return found
+
+
 def _open(
     host: str, port: int, deadline: float, clock: Callable[[], float], cancel: _Cancel | None
 ) -> socket.socket:
     """Connect to the first address of ``host`` that answers before ``deadline``."""
     last: OSError | None = None
-    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+    for family, kind, proto, _, address in _resolve(host, port, deadline, clock):
         left = deadline - clock()
         if left <= 0:
             raise TimeoutError("deadline reached while connecting")
@@ -255,7 +320,10 @@ def fetch(
     def fail(reason: str) -> FetchError:
         return FetchError(reason, url, clock() - start)
 
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as error:  # "Invalid IPv6 URL"
+        raise fail(f"bad URL ({error})") from None
     scheme = parts.scheme.lower()
     if scheme == "https" and not allow_https:
         raise fail("https:// sources are refused unless allowed (allow_https=True)")
@@ -268,6 +336,8 @@ def fetch(
         raise fail(f"bad URL ({error})") from None
     if not host:
         raise fail("the URL has no host")
+    if port == 0:
+        raise fail("bad URL (port 0)")  # http.client would quietly use the default port
     if parts.username is not None or parts.password is not None:
         raise fail("a URL with credentials is refused")
     if end <= start:
@@ -278,7 +348,10 @@ def fetch(
     kind = _TLSConnection if scheme == "https" else _Connection
     # The port is always given: http.client would otherwise read one out of an IPv6
     # literal ("::1" would become host "::", port 1).
-    connection = kind(host, port or kind.default_port, end, clock, _cancel)
+    try:
+        connection = kind(host, port or kind.default_port, end, clock, _cancel)
+    except (http.client.HTTPException, ValueError) as error:  # control characters
+        raise fail(_describe(error)) from None
     try:
         headers = {"User-Agent": _USER_AGENT, "Accept": ", ".join(sorted(accept))}
         if body is not None:
@@ -290,10 +363,12 @@ def fetch(
         raise
     except _CancelledError:
         raise fail("cancelled: another source answered first") from None
-    except TimeoutError:
+    except TimeoutError as error:
         if _cancel is not None and _cancel.cancelled:
             raise fail("cancelled: another source answered first") from None
         waited = end - start
+        if isinstance(error, _ResolveTimeoutError):
+            raise fail(f"the host name was not resolved within {waited:.3f} s") from None
         raise fail(f"no answer within {waited:.3f} s") from None
     except (OSError, http.client.HTTPException, ssl.SSLError, ValueError) as error:
         if _cancel is not None and _cancel.cancelled:
@@ -321,6 +396,11 @@ def _read(
     if declared not in accept:
         wanted = " or ".join(sorted(accept))
         raise fail(f"Content-Type {declared[:100] or '(none)'!r}, not {wanted}")
+    lengths = {value.strip() for value in response.headers.get_all("Content-Length") or ()}
+    if len(lengths) > 1:
+        # RFC 9112 §6.3: differing lengths are an unrecoverable error (http.client
+        # would take the first one).
+        raise fail("the response has Content-Length headers that disagree")
     length = response.length  # the Content-Length, when one was sent and not chunked
     if length is not None and length > max_bytes:
         raise fail(f"Content-Length {length} is over the cap of {max_bytes} bytes")
@@ -334,6 +414,10 @@ def _read(
         if total > max_bytes:
             raise fail(f"the body is over the cap of {max_bytes} bytes")
         chunks.append(chunk)
+    if length is not None and total < length:
+        # http.client's read(amt) ends quietly at the end of the connection: a body
+        # shorter than its Content-Length is a truncated one, not a complete answer.
+        raise fail(f"the body was cut short after {total} of {length} bytes")
     if total == 0:
         raise fail("the body is empty")
     return b"".join(chunks)

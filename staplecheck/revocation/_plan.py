@@ -82,13 +82,17 @@ def make_plan(certs: CertPair, policy: Policy) -> Plan:
             if item.issuer is None or item.issuer == certs.issuer_der
         ]
         candidates = overrides or _aia_ocsp_urls(certs.leaf)
-        ocsp_urls = _usable("ocsp", candidates, policy, MAX_PARALLEL, skipped)
-        if not candidates:
+        ocsp_urls = _usable("ocsp", candidates or [], policy, MAX_PARALLEL, skipped)
+        if candidates is None:
+            skipped.append(Skipped("ocsp", "", _UNREADABLE_REASON))
+        elif not candidates:
             skipped.append(Skipped("ocsp", "", "the certificate names no OCSP responder"))
     if "crl" in policy.sources and not policy.crl_files:
         points = _distribution_points(certs.leaf)
-        crl_urls = _usable("crl", points, policy, MAX_CRL_URLS, skipped)
-        if not points:
+        crl_urls = _usable("crl", points or [], policy, MAX_CRL_URLS, skipped)
+        if points is None:
+            skipped.append(Skipped("crl", "", _UNREADABLE_REASON))
+        elif not points:
             skipped.append(Skipped("crl", "", "the certificate names no CRL distribution point"))
     return Plan(
         certs=certs,
@@ -120,9 +124,13 @@ def _usable(
     schemes = ("http://", "https://") if policy.allow_https_fetch else ("http://",)
     usable: list[str] = []
     for url in dict.fromkeys(urls):  # each URL once, in order
-        shown = url[:200]
+        # Shown in attempts, logs and the CLI: a CA may write terminal escapes here.
+        shown = url[:200] if url[:200].isprintable() else repr(url[:200])[1:-1]
         if len(url) > MAX_URL_CHARS:
             skipped.append(Skipped(source, shown, f"a URL over {MAX_URL_CHARS} characters"))
+        elif not url.isprintable() or " " in url:
+            # No HTTP request line can carry them (http.client refuses them too).
+            skipped.append(Skipped(source, shown, "a URL with control characters or spaces"))
         elif not url.lower().startswith(schemes):
             reason = "only http:// is fetched" + (
                 "" if policy.allow_https_fetch else " (allow_https_fetch adds https://)"
@@ -135,12 +143,22 @@ def _usable(
     return usable
 
 
-def _aia_ocsp_urls(cert: x509.Certificate) -> list[str]:
-    """Every OCSP URL in the AIA (RFC 5280 §4.2.2.1), in order; none when unreadable."""
+# What cryptography raises for extensions it cannot read: not only ValueError. OpenSSL
+# verifies such certificates (an EDIPartyName in the AIA, for instance) and a CA may
+# issue them, so the plan treats them as naming nothing, and says why.
+_UNREADABLE = (ValueError, x509.UnsupportedGeneralNameType, x509.DuplicateExtension)
+_UNREADABLE_REASON = "the certificate's extensions cannot be read (cryptography refuses them)"
+
+
+def _aia_ocsp_urls(cert: x509.Certificate) -> list[str] | None:
+    """Every OCSP URL in the AIA (RFC 5280 §4.2.2.1), in order; ``None`` when the
+    extensions cannot be read."""
     try:
         aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    except (x509.ExtensionNotFound, ValueError):
+    except x509.ExtensionNotFound:
         return []
+    except _UNREADABLE:
+        return None
     return [
         description.access_location.value
         for description in aia
@@ -149,14 +167,17 @@ def _aia_ocsp_urls(cert: x509.Certificate) -> list[str]:
     ]
 
 
-def _distribution_points(cert: x509.Certificate) -> list[str]:
+def _distribution_points(cert: x509.Certificate) -> list[str] | None:
     """The URIs of the CRL distribution points with no reasons and no cRLIssuer (RFC
     5280 §4.2.1.13): the full CRLs of the certificate's own issuer. Partitioned and
-    indirect CRLs are not read (docs/revocation.md)."""
+    indirect CRLs are not read (docs/revocation.md). ``None`` when the extensions
+    cannot be read."""
     try:
         points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    except (x509.ExtensionNotFound, ValueError):
+    except x509.ExtensionNotFound:
         return []
+    except _UNREADABLE:
+        return None
     urls: list[str] = []
     for point in points:
         if point.reasons is not None or point.crl_issuer is not None or not point.full_name:

@@ -18,7 +18,7 @@ import os
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, overload
+from typing import Any, Union, overload
 
 import certifi
 from cryptography import x509
@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 Clock = Callable[[], datetime.datetime]
+_Buffer = Union[bytes, bytearray, memoryview]
 
 _VERSIONS = {
     ssl.TLSVersion.TLSv1_2: SSL.TLS1_2_VERSION,
@@ -271,10 +272,13 @@ class StapleConnection(SSL.Connection):
     ``verify=False``, sends SNI, and after the handshake checks ``server_hostname``
     against the certificate (unless ``check_hostname=False``). ``request_staple``
     overrides whether to ask (``policy`` ``off`` with ``request_staple=True`` reports
-    the staple without ever refusing it). ``do_handshake``
+    the staple without ever refusing it; ``request_staple=False`` under any other
+    policy counts as a missing staple). ``do_handshake``
     raises :class:`StapleError` when the policy rejects the staple and
     :class:`ssl.SSLCertVerificationError` for chain or host name failures. Read the
-    verdict from :attr:`staple`.
+    verdict from :attr:`staple`. Sending or receiving before ``do_handshake`` runs it,
+    with all its checks, before any application byte moves; after a refusal, every
+    later ``do_handshake``, send or receive raises the same error again.
     """
 
     def __init__(
@@ -306,10 +310,17 @@ class StapleConnection(SSL.Connection):
         if self.staple_requested:
             self.request_ocsp()
         self.set_connect_state()
+        self._checked = False
+        """Whether :meth:`do_handshake` finished with every check passed."""
+        self._refusal: ssl.SSLError | None = None
+        """Why :meth:`do_handshake` refused this connection, raised again on every
+        later use: asking again could overturn the refusal (a store that lost the
+        answer, a responder that now answers), and would cost a query per call."""
 
     @property
     def staple(self) -> StapleResult | None:
-        """The verdict on this connection's staple; ``None`` when none was asked for."""
+        """The verdict on this connection's staple; ``None`` under policy ``off`` when
+        none was asked for (under any other policy, not asking is ``missing``)."""
         return self._staple.result
 
     @property
@@ -324,6 +335,51 @@ class StapleConnection(SSL.Connection):
         return self._staple.policy
 
     def do_handshake(self) -> None:
+        if self._refusal is not None:
+            raise self._refusal.with_traceback(None)
+        if self._checked:
+            return  # checked once: a second run would ask the fallback again
+        try:
+            self._handshake_and_check()
+        except (SSL.WantReadError, SSL.WantWriteError):
+            raise
+        except ssl.SSLError as refusal:
+            self._refusal = refusal
+            raise
+        self._checked = True
+
+    def _before_application_data(self) -> None:
+        """OpenSSL handshakes implicitly inside SSL_write and SSL_read when nobody
+        called ``do_handshake``: the checks that follow the handshake (host name,
+        resumed session, revocation) must then run before the first application byte
+        goes out or comes in, not never. A refused connection stays refused."""
+        if not self._checked:
+            self.do_handshake()
+
+    # Every way application data moves. pyOpenSSL's ``write`` and ``read`` are aliases
+    # bound to its own ``send`` and ``recv``, so they are overridden too.
+
+    def send(self, buf: _Buffer, flags: int = 0) -> int:
+        self._before_application_data()
+        return super().send(buf, flags)
+
+    write = send
+
+    def sendall(self, buf: _Buffer, flags: int = 0) -> int:
+        self._before_application_data()
+        return super().sendall(buf, flags)
+
+    def recv(self, bufsiz: int, flags: int | None = None) -> bytes:
+        self._before_application_data()
+        return super().recv(bufsiz, flags)
+
+    read = recv
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int | None = None) -> int:
+        self._before_application_data()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def _handshake_and_check(self) -> None:
         state = self._staple
         try:
             super().do_handshake()
@@ -331,10 +387,12 @@ class StapleConnection(SSL.Connection):
             raise
         except SSL.Error as error:
             raise _handshake_failure(state, error) from error
-        if self.staple_requested and state.result is None:
-            # The callback did not run: a resumed TLS 1.2 session. There is no verdict
-            # to carry over, so judge it as a staple that could not be checked.
-            _judge(self, state, None)
+        if state.result is None and (self.staple_requested or state.policy.requests_staple):
+            # The callback did not run. Asked for: a resumed TLS 1.2 session, with no
+            # verdict to carry over, judged as a staple that could not be checked. Not
+            # asked for (request_staple=False) under a policy that wants one: judged as
+            # no staple at all, which the policy and the fallback decide, never as good.
+            _judge(self, state, None if self.staple_requested else b"")
             if not state.accepted:
                 assert state.result is not None
                 raise StapleError(state.result, state.host)
@@ -358,14 +416,30 @@ class StapleConnection(SSL.Connection):
         checker = info.revocation or default_checker()
         sock = self._socket
         timeout = sock.gettimeout() if isinstance(sock, socket.socket) else None
-        state.revocation = checker.check(
-            state.chain_der,
-            state.policy,
-            state.result,
-            staple_der=state.staple_der,
-            timeout=timeout,
-            host=state.host,
-        )
+        if not timeout or timeout < 0:
+            # A non-blocking socket (0.0) sets no budget, it is driven by an event
+            # loop: the policy's fallback_timeout applies, never a budget of zero
+            # (which would skip every source) and never an unbounded one.
+            timeout = None
+        try:
+            state.revocation = checker.check(
+                state.chain_der,
+                state.policy,
+                state.result,
+                staple_der=state.staple_der,
+                timeout=timeout,
+                host=state.host,
+            )
+        except Exception as error:  # noqa: BLE001 - a caller's store or fetcher: fail closed
+            # The engine raises nothing for what peers, responders or stores send; a
+            # store or fetcher of the caller's own may. The connection is refused
+            # with an error of the ssl family, never a raw exception.
+            state.revocation = RevocationResult(
+                status=StapleStatus.MISSING,
+                source=None,
+                reason=f"the revocation check failed: {error!r}"[:300],
+                accepted=False,
+            )
         if not state.revocation.accepted:
             state.accepted = False
             raise RevocationError(state.result, state.revocation, state.host)

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import socket
+import threading
+import time
+from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -17,16 +21,24 @@ from cryptography.hazmat.primitives import serialization
 from staplecheck import Policy, ResponderOverride
 from staplecheck.revocation import RevocationChecker
 from staplecheck.revocation._engine import PLAN_MEMO_SIZE
+from staplecheck.revocation._fetch import _resolves_at_once, fetch_first
+from staplecheck.revocation._ocsp import build_request, judge_fetched
 from staplecheck.revocation._plan import make_plan
 from staplecheck.revocation.stores import MemoryStore
 from staplecheck.testing import CA, Identity, OCSPResponder
 from staplecheck.validation._result import StapleResult, StapleStatus
-from staplecheck.validation._validate import CertPair
+from staplecheck.validation._validate import (
+    DEFAULT_CLOCK_SKEW,
+    DEFAULT_LIFETIME,
+    DEFAULT_MAX_AGE,
+    CertPair,
+)
 
 NOW = datetime.datetime(2026, 11, 21, 12, tzinfo=datetime.timezone.utc)
 OCSP = Policy(fallback=("ocsp",))
 MISSING = StapleResult(status=StapleStatus.MISSING, reason="the server sent no staple")
 DER = serialization.Encoding.DER
+Judge = Callable[[bytes], StapleResult]
 
 
 def der(identity: Identity | CA) -> bytes:
@@ -167,3 +179,152 @@ def test_unreadable_certificate_is_not_memoized(issuer: CA) -> None:
         assert result.status is StapleStatus.MISSING
         assert "cannot be asked about" in result.reason
     assert len(engine._plans) == 0
+
+
+# --- fetch_first: one responder named by an address is asked in the calling thread ----------
+
+MARGIN = 0.35  # seconds a deadline may overrun on a loaded 2-core machine
+
+
+def judging_thread(certs: CertPair, threads: list[threading.Thread]) -> Judge:
+    def judge(der: bytes) -> StapleResult:
+        threads.append(threading.current_thread())
+        return judge_fetched(
+            der,
+            certs,
+            nonce=None,
+            now=NOW,
+            clock_skew=DEFAULT_CLOCK_SKEW,
+            default_lifetime=DEFAULT_LIFETIME,
+            max_age=DEFAULT_MAX_AGE,
+            allow_sha1=True,
+            cache=None,
+        )
+
+    return judge
+
+
+@pytest.fixture(scope="module")
+def pair(issuer: CA) -> tuple[Identity, CertPair]:
+    leaf = issuer.issue_cert("localhost")
+    return leaf, CertPair(der(leaf), der(issuer))
+
+
+@pytest.mark.parametrize("status", ["good", "revoked", "unknown"])
+def test_one_address_is_asked_in_the_calling_thread_with_the_same_answer(
+    issuer: CA, pair: tuple[Identity, CertPair], status: str
+) -> None:
+    """127.0.0.1 in the calling thread; the same responder as ``localhost`` (a name,
+    resolved: a worker thread as before). Both give the same verdict and attempt."""
+    leaf, certs = pair
+    request = build_request(certs).der
+    with OCSPResponder(issuer, clock=lambda: NOW) as responder:
+        responder.set_status(leaf, status)
+        by_name = responder.url.replace("127.0.0.1", "localhost")
+        answers = {}
+        for url in (responder.url, by_name):
+            threads: list[threading.Thread] = []
+            answers[url] = fetch_first(
+                [url], request, judging_thread(certs, threads), deadline=time.monotonic() + 5
+            )
+            assert len(threads) == 1
+            assert (threads[0] is threading.current_thread()) == (url == responder.url)
+        assert responder.requests == 2
+    inline, threaded = answers[responder.url], answers[by_name]
+    for answer, url in ((inline, responder.url), (threaded, by_name)):
+        assert answer.result is not None
+        assert answer.result.status.value == status
+        assert answer.url == url
+        assert answer.der is not None
+        assert [(a.url, a.outcome) for a in answer.attempts] == [(url, status)]
+    assert inline.result is not None
+    assert threaded.result is not None
+    assert inline.result.reason == threaded.result.reason
+
+
+@pytest.mark.parametrize(("mode", "outcome"), [("forged", "invalid"), ("garbage", "invalid")])
+def test_one_address_with_a_bad_answer_gives_no_result(
+    issuer: CA, pair: tuple[Identity, CertPair], mode: str, outcome: str
+) -> None:
+    _leaf, certs = pair
+    with OCSPResponder(issuer, clock=lambda: NOW) as responder:
+        responder.misbehave(mode)
+        answer = fetch_first(
+            [responder.url], build_request(certs).der, judging_thread(certs, []),
+            deadline=time.monotonic() + 5,
+        )  # fmt: skip
+    assert answer.result is None
+    assert answer.der is None
+    assert [a.outcome for a in answer.attempts] == [outcome]
+
+
+def test_one_address_refusing_connections_fails_as_before(
+    pair: tuple[Identity, CertPair],
+) -> None:
+    _leaf, certs = pair
+    with socket.socket() as bound:  # bound, never listening: refused
+        bound.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}/"
+        answer = fetch_first(
+            [url], build_request(certs).der, judging_thread(certs, []),
+            deadline=time.monotonic() + 5,
+        )  # fmt: skip
+    assert answer.result is None
+    assert [(a.outcome, a.reason) for a in answer.attempts] == [("failed", "connection refused")]
+
+
+@pytest.mark.parametrize("mode", ["slow", "drip"])
+def test_one_address_still_returns_at_the_deadline(
+    issuer: CA, pair: tuple[Identity, CertPair], mode: str
+) -> None:
+    """In the calling thread, every receive is bounded by the deadline: a responder
+    that never answers, or drips, ends it on time, reported as a timeout as before."""
+    _leaf, certs = pair
+    with OCSPResponder(issuer, clock=lambda: NOW) as responder:
+        responder.misbehave(mode, **({"delay": 30} if mode == "slow" else {"interval": 0.05}))
+        started = time.monotonic()
+        answer = fetch_first(
+            [responder.url], build_request(certs).der, judging_thread(certs, []),
+            deadline=started + 0.5,
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+    assert answer.result is None
+    assert 0.5 <= elapsed < 0.5 + MARGIN
+    assert [a.outcome for a in answer.attempts] == ["timeout"]
+
+
+def test_a_judge_that_raises_in_the_calling_thread_is_no_evidence(
+    issuer: CA, pair: tuple[Identity, CertPair]
+) -> None:
+    leaf, certs = pair
+
+    def broken(der: bytes) -> StapleResult:
+        raise RuntimeError("boom")
+
+    with OCSPResponder(issuer, clock=lambda: NOW) as responder:
+        responder.set_status(leaf, "good")
+        answer = fetch_first(
+            [responder.url], build_request(certs).der, broken, deadline=time.monotonic() + 5
+        )
+    assert answer.result is None
+    assert answer.attempts[0].outcome == "invalid"
+    assert "boom" in answer.attempts[0].reason
+
+
+@pytest.mark.parametrize(
+    ("url", "at_once"),
+    [
+        ("http://127.0.0.1:8080/", True),
+        ("http://[::1]/ocsp", True),
+        ("http://10.0.0.7/", True),
+        ("http://localhost:8080/", False),
+        ("http://ocsp.example/", False),
+        ("http://127.0.0.1.example/", False),
+        ("http://[::1/", False),
+        ("http:///", False),
+    ],
+)
+def test_only_address_literals_skip_the_worker_thread(url: str, at_once: bool) -> None:
+    """A name may need a resolver, which no deadline interrupts: those keep the
+    worker thread, so fetch_first still returns at its deadline."""
+    assert _resolves_at_once(url) is at_once

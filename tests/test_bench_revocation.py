@@ -34,7 +34,7 @@ def test_bench_revocation_quick_runs_and_checks_pass() -> None:
         "| 1. hit (memory) / staple-only |",
         "| 1. hit (sqlite) / staple-only |",
         "| 1. hit (redis) / staple-only |",
-        "| 2. cold miss: added latency / plain POST |",
+        "| 2. cold miss (first contact): added latency / plain POST |",
         "| 3. 16 threads cold: responder queries | 1-1 per trial",
         "| 4. ",
         "| 5. CRL lookup per connection |",

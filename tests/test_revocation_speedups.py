@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from staplecheck import Policy, ResponderOverride
 from staplecheck.revocation import RevocationChecker
 from staplecheck.revocation._engine import PLAN_MEMO_SIZE
-from staplecheck.revocation._fetch import _resolves_at_once, fetch_first
+from staplecheck.revocation._fetch import _open, _resolves_at_once, fetch_first
 from staplecheck.revocation._ocsp import build_request, judge_fetched
 from staplecheck.revocation._plan import make_plan
 from staplecheck.revocation.stores import MemoryStore
@@ -328,3 +328,22 @@ def test_only_address_literals_skip_the_worker_thread(url: str, at_once: bool) -
     """A name may need a resolver, which no deadline interrupts: those keep the
     worker thread, so fetch_first still returns at its deadline."""
     assert _resolves_at_once(url) is at_once
+
+
+# --- the fetcher's sockets send at once --------------------------------------------------------
+
+
+def test_fetcher_sockets_disable_nagle_as_http_client_does() -> None:
+    """http.client writes a POST's headers and body separately; under Nagle's algorithm
+    the body would wait for the headers' ACK, which servers may delay by 40-200 ms.
+    http.client's own connect() turns Nagle off; the fetcher makes its own sockets and
+    must too."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        sock = _open("127.0.0.1", port, time.monotonic() + 5, time.monotonic, None)
+        try:
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        finally:
+            sock.close()

@@ -216,6 +216,11 @@ def _open(
             sock.connect(address)
             if cancel is not None and cancel.cancelled:  # a shutdown does not stop connect()
                 raise _CancelledError
+            # http.client sends a POST's headers and body in two writes; with Nagle's
+            # algorithm the body waits for the headers' ACK, which a server may delay
+            # (40 ms on Linux, 200 ms on Windows). http.client's own connect() sets this.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         except OSError as error:
             if cancel is not None:

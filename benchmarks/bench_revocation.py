@@ -2,9 +2,10 @@
 
 Real servers on 127.0.0.1 (benchmarks/revocation_setup.py): nginx with the same ECDSA
 certificate twice, TLS 1.3, no resumption (one stapling a good response, one stapling
-nothing), the project's OCSP responder named in the leaf's AIA, redis-server for the
-Redis store. Every client is a ``requests.Session`` sending ``Connection: close`` (a
-new connection and full handshake per request) with ``verify=<root CA>``. Each part
+nothing), the project's OCSP responder named in the leaf's AIA (a process of its own
+unless ``--in-process-responder``), redis-server for the Redis store. Every client is a
+``requests.Session`` sending ``Connection: close`` (a new connection and full
+handshake per request) with ``verify=<root CA>``. Each part
 interleaves its clients (the starting client rotates every round), times each request
 on its own (``perf_counter_ns``), checks every response and verdict outside the timed
 region, and judges the ratio of medians, with a bootstrap 95% interval (rounds
@@ -575,6 +576,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parts", default="1,2,3,4,5", help="which parts to run (comma-separated numbers)"
     )
+    parser.add_argument(
+        "--in-process-responder",
+        action="store_true",
+        help="run the OCSP responder in this process (default: a process of its own)",
+    )
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
     quick = args.quick
@@ -588,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[tuple[str, str, str]] = []
     started = time.monotonic()
-    with Bench(with_redis="1" in parts) as bench:
+    with Bench(with_redis="1" in parts, in_process=args.in_process_responder) as bench:
         if "1" in parts:
             rows += part_hit(bench, 60 if quick else 3000, 2 if quick else 40)
         if "2" in parts:

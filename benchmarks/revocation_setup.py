@@ -1,7 +1,8 @@
 """The servers and clients bench_revocation.py measures, built once per run.
 
 A test PKI (ECDSA P-256 root and intermediate, a leaf for ``localhost`` whose AIA names
-the project's OCSP responder), the responder itself on 127.0.0.1, two nginx servers
+the project's OCSP responder), the responder itself on 127.0.0.1 (in a process of its
+own by default, as a real responder is), two nginx servers
 with the same certificate (one stapling a good response, one stapling nothing), TLS 1.3
 only and no session resumption, and, for the Redis store, a real ``redis-server`` on
 127.0.0.1 that this module starts and stops. Everything is stopped by
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import multiprocessing
 import shutil
 import subprocess
 import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
 
@@ -42,6 +45,74 @@ def redis_program() -> str | None:
         (p for p in ("/usr/sbin/redis-server", "/usr/local/sbin/redis-server") if Path(p).exists()),
         None,
     )
+
+
+def _serve_responder(issuer: CA, serial: int, port: int, pipe: Connection) -> None:
+    """The child process of :class:`ResponderProcess`: serve, answer the pipe's
+    commands, stop when told (or when the parent goes away)."""
+    with OCSPResponder(issuer, port=port) as responder:
+        responder.set_status(serial, "good")
+        pipe.send(responder.url)
+        while True:
+            try:
+                command = pipe.recv()
+            except EOFError:
+                break
+            if command == "requests":
+                pipe.send(responder.requests)
+            elif command == "pause":
+                responder.pause()
+                pipe.send(None)
+            elif command == "resume":
+                responder.resume()
+                pipe.send(None)
+            else:
+                break
+
+
+class ResponderProcess:
+    """The project's :class:`OCSPResponder` in a process of its own (forked), as a real
+    responder is: its Python work (signing a fresh response, closing the connection,
+    bookkeeping) then does not compete for the benchmark's GIL while the client judges
+    the answer. :attr:`requests`, :meth:`pause` and :meth:`resume` ask it over a pipe."""
+
+    def __init__(self, issuer: CA, serial: int, port: int) -> None:
+        context = multiprocessing.get_context("fork")
+        self._pipe, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve_responder, args=(issuer, serial, port, child), daemon=True
+        )
+        self._process.start()
+        child.close()
+        if not self._pipe.poll(10):
+            self.stop()
+            raise RuntimeError("the responder process did not start")
+        self.url: str = self._pipe.recv()
+
+    def _ask(self, command: str) -> object:
+        self._pipe.send(command)
+        return self._pipe.recv()
+
+    @property
+    def requests(self) -> int:
+        count = self._ask("requests")
+        assert isinstance(count, int)
+        return count
+
+    def pause(self) -> None:
+        self._ask("pause")
+
+    def resume(self) -> None:
+        self._ask("resume")
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._pipe.send("stop")
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(10)
+        self._pipe.close()
 
 
 class RedisProcess:
@@ -90,18 +161,28 @@ class Client:
 class Bench:
     """Everything a run needs; a context manager that stops all it started."""
 
-    def __init__(self, *, with_redis: bool = True) -> None:
+    def __init__(self, *, with_redis: bool = True, in_process: bool = False) -> None:
         self._stack = contextlib.ExitStack()
         self.directory = Path(self._stack.enter_context(tempfile.TemporaryDirectory()))
         root = CA(key_type="ecdsa", name="bench_revocation root")
         self.issuer = root.create_intermediate(key_type="ecdsa", name="bench_revocation CA")
-        # The responder's socket is bound now, so the leaf can name it.
-        self.responder = OCSPResponder(self.issuer)
-        self.leaf: Identity = self.issuer.issue_cert(
-            "localhost", key_type="ecdsa", ocsp_url=self.responder.url
-        )
-        self.responder.set_status(self.leaf, "good")
-        self._stack.enter_context(self.responder)
+        self.responder: OCSPResponder | ResponderProcess
+        if in_process:
+            # The responder's socket is bound now, so the leaf can name it.
+            responder = OCSPResponder(self.issuer)
+            self.leaf: Identity = self.issuer.issue_cert(
+                "localhost", key_type="ecdsa", ocsp_url=responder.url
+            )
+            responder.set_status(self.leaf, "good")
+            self.responder = self._stack.enter_context(responder)
+        else:
+            # Forked first, before this process starts any thread.
+            port = free_port()
+            self.leaf = self.issuer.issue_cert(
+                "localhost", key_type="ecdsa", ocsp_url=f"http://127.0.0.1:{port}/"
+            )
+            self.responder = ResponderProcess(self.issuer, self.leaf.cert.serial_number, port)
+            self._stack.callback(self.responder.stop)
         chain, key = self.leaf.write(self.directory, "localhost")
         staple = self.directory / "staple.der"
         staple.write_bytes(self.issuer.ocsp_response(self.leaf, "good"))

@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.client
+import ipaddress
 import os
 import queue
 import socket
@@ -280,6 +281,11 @@ def _open(
             sock.connect(address)
             if cancel is not None and cancel.cancelled:  # a shutdown does not stop connect()
                 raise _CancelledError
+            # http.client sends a POST's headers and body in two writes; with Nagle's
+            # algorithm the body waits for the headers' ACK, which a server may delay
+            # (40 ms on Linux, 200 ms on Windows). http.client's own connect() sets this.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         except OSError as error:
             if cancel is not None:
@@ -423,6 +429,22 @@ def _read(
     return b"".join(chunks)
 
 
+def _resolves_at_once(url: str) -> bool:
+    """Whether ``url``'s host is an IP address literal: connected to without asking a
+    resolver (``getaddrinfo`` cannot be interrupted at a deadline)."""
+    try:
+        host = urllib.parse.urlsplit(url).hostname
+    except ValueError:
+        return False
+    if host is None:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
@@ -562,7 +584,8 @@ def fetch_first(
     :func:`~staplecheck.revocation._ocsp.judge_fetched` with the certificates, nonce
     and time bound in); it runs in the attempt's thread and must not raise (an
     exception counts as ``invalid``). A stale or invalid answer does not end the
-    search: another responder may still answer properly.
+    search: another responder may still answer properly. A single URL whose host is an
+    IP address is asked in the calling thread (no resolver to outlast the deadline).
     """
     start = clock()
     cancel = _Cancel()
@@ -599,10 +622,16 @@ def fetch_first(
             result = None
         done.put((index, outcome, reason, clock(), result, der))
 
-    for index, url in enumerate(asked):
-        threading.Thread(
-            target=attempt, args=(index, url), name=f"staplecheck-ocsp-{index}", daemon=True
-        ).start()
+    if len(asked) == 1 and _resolves_at_once(asked[0]):
+        # One responder to ask, named by an address: nothing to race and no name
+        # resolution that could outlast the deadline, so no thread to start and hand
+        # the answer back (about 100 µs a miss). Every receive still ends by the deadline.
+        attempt(0, asked[0])
+    else:
+        for index, url in enumerate(asked):
+            threading.Thread(
+                target=attempt, args=(index, url), name=f"staplecheck-ocsp-{index}", daemon=True
+            ).start()
 
     finished: dict[int, tuple[str, str, float]] = {}
     winner: tuple[int, StapleResult, bytes] | None = None

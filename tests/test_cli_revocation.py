@@ -654,6 +654,18 @@ USAGE_ERRORS = [
     (["--fallback-timeout", "1"], "--fallback-timeout needs a fallback source"),
     (["--cache", "memory"], "--cache needs a fallback source"),
     (["--allow-https-fetch"], "--allow-https-fetch needs a fallback source"),
+    (
+        [
+            "--policy",
+            "must-staple",
+            "--fallback",
+            "ocsp",
+            "--check-chain",
+            "--ocsp-url",
+            "http://a/",
+        ],
+        "--ocsp-url under --policy must-staple is never asked",
+    ),
     (["--fallback", "ocsp", "--ocsp-url", "ftp://127.0.0.1/"], "not a usable OCSP responder URL"),
     (["--fallback", "ocsp", "--ocsp-url", "127.0.0.1:9"], "not a usable OCSP responder URL"),
     (["--fallback", "ocsp", "--ocsp-url", "http:///x"], "no host"),
@@ -692,7 +704,7 @@ def test_bad_revocation_options_exit_2(
     files: dict[str, str], args: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = [arg.format(**files) for arg in args]
-    # A server that would answer: the options must be refused before any connection.
+    # Nothing listens on port 1: an option that got past the checks would exit 3.
     code, out, err = run(capsys, "https://localhost:1/", *argv)
     assert code == 2, err
     assert out == ""

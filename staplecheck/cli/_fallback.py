@@ -171,6 +171,12 @@ def check_combinations(args: argparse.Namespace) -> None:
             raise needs(option, "ocsp")
     if args.crl and "crl" not in sources:
         raise needs("--crl", "crl")
+    if mode is Mode.MUST_STAPLE and args.ocsp_url:
+        raise FallbackUsageError(
+            "--ocsp-url under --policy must-staple is never asked: it designates the "
+            "responder for the server's certificate, which needs a good staple, not for "
+            "the intermediates"
+        )
     if len(args.ocsp_url) > MAX_PARALLEL:
         raise FallbackUsageError(f"at most {MAX_PARALLEL} --ocsp-url responders")
     for url in args.ocsp_url:

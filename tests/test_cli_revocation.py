@@ -104,6 +104,7 @@ def test_hard_fail_asks_the_responder_json_field_by_field(
     assert report["policy"] == "hard-fail"
     assert report["tls_version"] == f"TLSv{tls_version}"
     assert report["fallback"] == ["ocsp", "crl"]
+    assert report["check_chain"] is False
     assert report["staple"]["status"] == "missing"
     revocation = report["revocation"]
     assert set(revocation) >= {"status", "source", "reason", "attempts", "chain"}
@@ -164,9 +165,11 @@ def test_hard_fail_human_output(bench: Bench, capsys: pytest.CaptureFixture[str]
 def test_a_revoking_responder_refuses_under_soft_fail(
     bench: Bench, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with responder_and_server(bench, "revoked") as (_responder, server, _leaf):
-        code, report = run_json(capsys, server.url, "--cafile", bench.cafile, "--fallback", "ocsp")
-        text_code, out, _ = run(capsys, server.url, "--cafile", bench.cafile, "--fallback", "ocsp")
+    with responder_and_server(bench, "revoked") as (responder, server, _leaf):
+        args = [server.url, "--cafile", bench.cafile, "--fallback", "ocsp"]
+        code, report = run_json(capsys, *args, "--cache", "memory")
+        text_code, out, _ = run(capsys, *args)
+        assert responder.requests == 2  # a memory cache does not outlive the command
     assert code == text_code == 1
     assert report["accepted"] is False
     assert report["fallback"] == ["ocsp"]
@@ -440,6 +443,7 @@ def test_static_crls_and_check_chain(bench: Bench, capsys: pytest.CaptureFixture
         text_code, out, _ = run(capsys, *base, "--crl", str(crl_dir), "--check-chain")
         revoked_code, revoked = run_json(capsys, *base, "--crl", str(revoking))
     assert code == text_code == 0
+    assert report["check_chain"] is True
     revocation = report["revocation"]
     assert (revocation["status"], revocation["source"]) == ("good", "crl")
     assert attempt_summary(revocation) == [("crl", str(crl_dir / "inter.crl"), "good")]

@@ -61,6 +61,7 @@ class CheckReport:
             "tls_version": self.tls_version,
             "must_staple": self.must_staple,
             "fallback": list(self.policy.sources),
+            "check_chain": self.policy.check_chain,
             "staple": self.staple.to_dict(),
             "revocation": None if self.revocation is None else self.revocation.to_dict(),
         }

@@ -1,4 +1,5 @@
-"""``staplecheck check``: connect to a server and report what it staples."""
+"""``staplecheck check``: connect to a server, report what it staples and, for policies
+with a fallback, what the revocation engine found beyond the staple."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import dataclasses
 import socket
 import ssl
 import urllib.parse
+from collections.abc import Sequence
 from typing import Any
 
+from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
-from .._policy import Mode, Policy
+from .._policy import Mode, Policy, ResponderOverride
+from ..revocation import RevocationChecker, RevocationResult
 from ..tls._alabel import a_label
 from ..tls._pyopenssl import (
     StapleConnection,
@@ -32,7 +36,8 @@ class CheckError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class CheckReport:
-    """What one connection showed: the staple's verdict and the policy's decision."""
+    """What one connection showed: the staple's verdict, the revocation verdict (when
+    the policy has a fallback) and the policy's decision."""
 
     url: str
     host: str
@@ -42,6 +47,9 @@ class CheckReport:
     tls_version: str
     must_staple: bool
     staple: StapleResult
+    revocation: RevocationResult | None = None
+    """The engine's verdict (staple, cache, OCSP, CRLs; the intermediates under
+    ``check_chain``); ``None`` when the policy has no fallback source."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,7 +60,10 @@ class CheckReport:
             "accepted": self.accepted,
             "tls_version": self.tls_version,
             "must_staple": self.must_staple,
+            "fallback": list(self.policy.sources),
+            "check_chain": self.policy.check_chain,
             "staple": self.staple.to_dict(),
+            "revocation": None if self.revocation is None else self.revocation.to_dict(),
         }
 
 
@@ -77,15 +88,27 @@ def check_url(
     policy: Policy,
     cafile: str | None = None,
     timeout: float = 10.0,
+    checker: RevocationChecker | None = None,
+    leaf_responders: Sequence[str] = (),
 ) -> CheckReport:
     """Handshake with the server behind ``url``, always asking for a staple.
 
     The handshake itself never refuses the staple (it is judged and reported); then
     ``policy`` decides acceptance, exactly as it would for a real client. Chain and
     host name are verified as always: their failures raise :class:`CheckError`.
+
+    A policy with fallback sources is decided by ``checker`` (a
+    :class:`RevocationChecker` with an in-memory store when ``None``): the engine the
+    clients run after their handshakes, on the chain OpenSSL verified, within
+    ``timeout`` and the policy's ``fallback_timeout``. ``leaf_responders`` are OCSP
+    URLs designated for the certificates the server's certificate's issuer issued
+    (:class:`ResponderOverride`), added to ``policy.responders``.
     """
     host, port = parse_https_url(url)
-    observe = dataclasses.replace(policy, mode=Mode.OFF)
+    # Observe only: no refusal inside the handshake, and no fallback run by it.
+    observe = dataclasses.replace(
+        policy, mode=Mode.OFF, fallback=None, check_chain=False, responders=()
+    )
     config = TLSConfig(cafiles=(cafile,) if cafile else ())
     try:
         context = create_context(observe, config=config, cache=StapleCache(maxsize=4))
@@ -106,18 +129,39 @@ def check_url(
         result = connection.staple
         assert result is not None  # asked for, so judged
         peer = connection.get_peer_certificate(as_cryptography=True)
+        revocation = None
+        accepted = policy.accepts(result)
+        if policy.needs_revocation_check:
+            chain = _verified_chain(connection)
+            if len(chain) > 1 and leaf_responders:
+                designated = tuple(ResponderOverride(u, issuer=chain[1]) for u in leaf_responders)
+                policy = dataclasses.replace(policy, responders=policy.responders + designated)
+            engine = checker if checker is not None else RevocationChecker()
+            revocation = engine.check(chain, policy, result, timeout=timeout, host=host)
+            accepted = bool(revocation.accepted)
         return CheckReport(
             url=url,
             host=host,
             port=port,
             policy=policy,
-            accepted=policy.accepts(result),
+            accepted=accepted,
             tls_version=connection.get_protocol_version_name(),
             must_staple=peer is not None and has_must_staple(peer),
             staple=result,
+            revocation=revocation,
         )
     finally:
         sock.close()
+
+
+def _verified_chain(connection: StapleConnection) -> tuple[bytes, ...]:
+    """The chain OpenSSL verified in this handshake (DER, leaf first, the trust anchor
+    last). The handshake verified the peer (``VERIFY_PEER``, never turned off here) and
+    its host name, or it raised: this is the chain the clients hand to the engine."""
+    chain = connection.get_verified_chain(as_cryptography=True)
+    if not chain:
+        raise CheckError("the handshake left no verified chain to check revocation on")
+    return tuple(cert.public_bytes(Encoding.DER) for cert in chain)
 
 
 def _describe(error: BaseException) -> str:

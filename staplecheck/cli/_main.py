@@ -1,8 +1,9 @@
 """The ``staplecheck`` command: argument parsing and output, nothing else.
 
-Exit codes: 0 good (verify) or accepted (check), 1 any other verdict or a rejection,
-2 usage errors and unreadable or unparsable certificate files, 3 (``check``) a
-connection that failed for a reason other than the staple.
+Exit codes: 0 good (verify) or accepted (check), 1 any other verdict or a rejection
+(by the staple or the revocation check beyond it), 2 usage errors, unreadable or
+unparsable certificate, CRL and responder files, and a cache that cannot be opened, 3
+(``check``) a connection that failed for a reason other than the staple.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any, NoReturn
 from cryptography import x509
 
 from .. import __version__
-from .._policy import Mode, Policy
+from .._policy import DEFAULT_FALLBACK_TIMEOUT, Mode, Policy
+from ..revocation import RevocationChecker, RevocationResult
 from ..validation import _der
 from ..validation._result import StapleResult, StapleStatus
 from ..validation._signatures import NotIssuedError, check_issued_by
@@ -31,6 +33,16 @@ from ..validation._validate import (
     validate_staple,
 )
 from ._check import CheckError, check_url, parse_https_url
+from ._fallback import (
+    FallbackUsageError,
+    check_combinations,
+    check_crl_paths,
+    load_trusted_responders,
+    open_cache,
+    parse_fallback,
+    parse_fallback_timeout,
+    parse_ocsp_url,
+)
 
 __all__ = ["main"]
 
@@ -111,13 +123,15 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=[m.value for m in Mode],
         default=Mode.SOFT_FAIL.value,
         help="the policy that decides acceptance (default soft-fail); the staple is "
-        "always asked for and reported",
+        "always asked for and reported; hard-fail needs a definite good from the staple "
+        "or a fallback source",
     )
     check.add_argument(
         "--timeout", type=_parse_timeout, default=10.0, metavar="S", help="seconds (default 10)"
     )
     _add_time_options(check)
     check.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_fallback_options(check)
     check.set_defaults(run=_run_check)
 
     demo = commands.add_parser(
@@ -129,6 +143,75 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-color", action="store_true", help="plain output")
     demo.set_defaults(run=_run_demo)
     return parser
+
+
+def _add_fallback_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "revocation beyond the staple",
+        "asked when the staple is missing or stale (docs/revocation.md); every option "
+        "but --trust-responder needs a fallback source: --fallback, or --policy hard-fail "
+        "(ocsp,crl by default)",
+    )
+    group.add_argument(
+        "--fallback",
+        type=parse_fallback,
+        metavar="LIST",
+        help="sources to ask, in order: ocsp, crl, ocsp,crl, crl,ocsp or none (default: "
+        "none, ocsp,crl under hard-fail)",
+    )
+    group.add_argument(
+        "--ocsp-url",
+        type=parse_ocsp_url,
+        action="append",
+        default=[],
+        metavar="URL",
+        help="ask this OCSP responder about certificates of the server certificate's "
+        "issuer instead of the certificate's AIA URLs (repeatable)",
+    )
+    group.add_argument(
+        "--trust-responder",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="pin these OCSP responder certificates (PEM or DER; repeatable): responses "
+        "they sign count for any certificate, staples included",
+    )
+    group.add_argument(
+        "--crl",
+        action="append",
+        default=[],
+        metavar="FILE|DIR",
+        help="read CRLs from this file or directory instead of the certificates' "
+        "distribution points (repeatable)",
+    )
+    group.add_argument(
+        "--check-chain",
+        action="store_true",
+        help="also check the intermediates below the root through the fallback sources",
+    )
+    group.add_argument(
+        "--fallback-timeout",
+        type=parse_fallback_timeout,
+        metavar="S",
+        help="seconds the fallback may take in all (default 2, at most 300; never more "
+        "than --timeout)",
+    )
+    group.add_argument(
+        "--cache",
+        metavar="SPEC",
+        help="where answers are kept: memory (default), sqlite:PATH or redis://HOST:PORT/DB",
+    )
+    group.add_argument(
+        "--ocsp-get", action="store_true", help="ask OCSP by GET (RFC 5019), not POST"
+    )
+    group.add_argument(
+        "--ocsp-nonce", action="store_true", help="send a nonce and require it back (RFC 8954)"
+    )
+    group.add_argument(
+        "--allow-https-fetch",
+        action="store_true",
+        help="also fetch from https:// responders and distribution points",
+    )
 
 
 def _add_time_options(parser: argparse.ArgumentParser) -> None:
@@ -221,26 +304,59 @@ def format_result(result: StapleResult) -> str:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    policy = Policy(
-        mode=Mode(args.policy),
-        clock_skew=args.clock_skew,
-        default_lifetime=args.default_lifetime,
-        max_age=args.max_age,
-        allow_sha1=not args.refuse_sha1,
-    )
+    try:
+        check_combinations(args)
+        policy = Policy(
+            mode=Mode(args.policy),
+            clock_skew=args.clock_skew,
+            default_lifetime=args.default_lifetime,
+            max_age=args.max_age,
+            allow_sha1=not args.refuse_sha1,
+            fallback=args.fallback,
+            check_chain=args.check_chain,
+            fallback_timeout=(
+                DEFAULT_FALLBACK_TIMEOUT if args.fallback_timeout is None else args.fallback_timeout
+            ),
+            trusted_responders=load_trusted_responders(args.trust_responder),
+            crl_files=check_crl_paths(args.crl),
+            ocsp_method="GET" if args.ocsp_get else "POST",
+            ocsp_nonce=args.ocsp_nonce,
+            allow_https_fetch=args.allow_https_fetch,
+        )
+    except FallbackUsageError as error:
+        raise UsageError(str(error)) from None
+    except (ValueError, TypeError) as error:  # the policy's own checks, as a last guard
+        raise UsageError(f"these options make no policy: {error}") from None
     if args.cafile is not None:
         _load_ca_file(args.cafile)
     try:
         parse_https_url(args.url)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    checker = None
+    if policy.needs_revocation_check:
+        try:
+            store = open_cache(args.cache or "memory")
+        except FallbackUsageError as error:
+            raise UsageError(str(error)) from None
+        checker = RevocationChecker(store)
     try:
-        report = check_url(args.url, policy=policy, cafile=args.cafile, timeout=args.timeout)
+        report = check_url(
+            args.url,
+            policy=policy,
+            cafile=args.cafile,
+            timeout=args.timeout,
+            checker=checker,
+            leaf_responders=tuple(args.ocsp_url),
+        )
     except CheckError as error:
         if args.json:
             print(json.dumps({"url": args.url, "error": str(error)}, indent=2))
         print(f"staplecheck: {error}", file=sys.stderr)
         return EXIT_CONNECTION
+    finally:
+        if checker is not None:
+            checker.store.close()
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -248,7 +364,60 @@ def _run_check(args: argparse.Namespace) -> int:
         print(f"{report.url} ({report.host} port {report.port}, {report.tls_version})")
         print(f"{'policy:':<19}{report.policy.mode.value}: {decision}")
         print(format_result(report.staple))
+        if report.revocation is not None:
+            print(format_revocation(report.revocation, report.policy.sources))
     return EXIT_OK if report.accepted else EXIT_VERDICT
+
+
+def format_revocation(result: RevocationResult, sources: Sequence[str] = ()) -> str:
+    """The revocation section of ``check``'s text output: the verdict, where it came
+    from, every attempt, and each intermediate's verdict (``--check-chain``)."""
+    lines = [
+        f"{'fallback:':<19}{','.join(sources) or 'none'}",
+        f"{'revocation:':<19}{_verdict_words(result)}",
+    ]
+    lines.extend(_revocation_rows(result))
+    for item in result.chain:
+        decision = "accepted" if item.accepted else "REJECTED"
+        lines.append(
+            f"{'intermediate:':<19}{item.subject or '(no subject)'}: "
+            f"{_verdict_words(item)}, {decision}"
+        )
+        lines.extend(_revocation_rows(item))
+    return "\n".join(lines)
+
+
+def _verdict_words(result: RevocationResult) -> str:
+    if result.source is None:
+        return f"{result.status.value} (no source answered)"
+    return f"{result.status.value} (source: {result.source})"
+
+
+def _revocation_rows(result: RevocationResult) -> list[str]:
+    rows: list[tuple[str, Any]] = [
+        ("reason", result.reason),
+        ("responder", result.responder),
+        ("this update", result.this_update),
+        ("next update", result.next_update),
+        ("revoked at", result.revocation_time),
+        ("reason code", result.revocation_reason),
+    ]
+    lines = []
+    for label, value in rows:
+        if value is None:
+            continue
+        if isinstance(value, datetime.datetime):
+            value = value.strftime("%Y-%m-%d %H:%M:%S UTC")
+        lines.append(f"  {label + ':':<17}{value}")
+    for attempt in result.attempts:
+        where = f" {attempt.url}" if attempt.url else ""
+        # The answer's own reason is printed above: an attempt's repeats only a difference.
+        why = "" if attempt.reason == result.reason else f" ({attempt.reason})"
+        lines.append(
+            f"  {'attempt:':<17}{attempt.source}{where}: {attempt.outcome} in "
+            f"{attempt.milliseconds:.1f} ms{why}"
+        )
+    return lines
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TYPE_CHECKED = [ROOT / "README.md"]
+TYPE_CHECKED = [
+    ROOT / "README.md",
+    ROOT / "docs" / "api.md",
+    ROOT / "docs" / "private-pki.md",
+    ROOT / "docs" / "revocation.md",
+]
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import datetime
 import enum
 from collections.abc import Sequence
-from typing import ClassVar, Union
+from typing import Any, ClassVar, Union, overload
 
 from cryptography import x509
 
@@ -41,6 +41,29 @@ class Mode(str, enum.Enum):
 _ALWAYS_REJECTED = frozenset({StapleStatus.REVOKED, StapleStatus.UNKNOWN, StapleStatus.INVALID})
 _ABSENT_OR_OLD = frozenset({StapleStatus.MISSING, StapleStatus.STALE})
 _REFUSING_ANSWERS = frozenset({StapleStatus.REVOKED, StapleStatus.UNKNOWN})
+
+
+class _ModeField:
+    """``Policy.mode``: set as a :class:`Mode` or its string, always read as a
+    :class:`Mode`. A descriptor rather than a ``Mode | str`` annotation, so that type
+    checkers accept ``Policy(mode="hard-fail")`` and still know ``policy.mode.value``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attribute = f"_{name}"
+
+    @overload
+    def __get__(self, obj: None, owner: Any) -> Mode: ...
+    @overload
+    def __get__(self, obj: object, owner: Any) -> Mode: ...
+    def __get__(self, obj: object | None, owner: Any) -> Mode:
+        if obj is None:
+            return Mode.SOFT_FAIL  # the dataclass reads the field's default here
+        mode: Mode = getattr(obj, self._attribute)
+        return mode
+
+    def __set__(self, obj: object, value: Mode | str) -> None:
+        # Frozen instances are set through object.__setattr__, which lands here.
+        object.__setattr__(obj, self._attribute, Mode(value))
 
 
 def _strings(values: Sequence[str], name: str) -> tuple[str, ...]:
@@ -85,8 +108,9 @@ class Policy:
     (docs/revocation.md).
     """
 
-    mode: Mode = Mode.SOFT_FAIL
-    """The decision column of the table in docs/policies.md."""
+    mode: _ModeField = _ModeField()
+    """The decision column of the table in docs/policies.md: a :class:`Mode` or its
+    string, read back as a :class:`Mode`."""
     clock_skew: datetime.timedelta = DEFAULT_CLOCK_SKEW
     """Tolerance for clocks that disagree, applied to thisUpdate and nextUpdate."""
     default_lifetime: datetime.timedelta = DEFAULT_LIFETIME
@@ -133,7 +157,6 @@ class Policy:
     HARD_FAIL: ClassVar[Policy]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mode", Mode(self.mode))
         for name in ("clock_skew", "default_lifetime", "max_age"):
             value = getattr(self, name)
             if not isinstance(value, datetime.timedelta):

@@ -321,12 +321,11 @@ class RevocationChecker:
             )
             self._count("skipped")
             logger.debug(
-                "%s: %s source skipped for %s: %s %s",
+                "%s: %s source skipped for %s: %s",
                 where,
                 skipped.source,
                 subject,
-                skipped.url,
-                skipped.reason,
+                f"{skipped.url} {skipped.reason}".lstrip(),
             )
         for source in policy.sources:
             if self._monotonic() >= deadline:
@@ -385,7 +384,7 @@ class RevocationChecker:
                 source=source, url=url, outcome="skipped", reason=reason, milliseconds=milliseconds
             )
         )
-        logger.info("%s: %s %s not asked: %s", where, source, url or "", reason)
+        logger.info("%s: %s not asked: %s", where, f"{source} {url or ''}".rstrip(), reason)
 
     def _mark_failures(
         self, plan: Plan, policy: Policy, tried: list[Attempt], now: datetime.datetime

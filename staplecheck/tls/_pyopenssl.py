@@ -275,6 +275,11 @@ class StapleConnection(SSL.Connection):
     raises :class:`StapleError` when the policy rejects the staple and
     :class:`ssl.SSLCertVerificationError` for chain or host name failures. Read the
     verdict from :attr:`staple`.
+
+    For a policy with a fallback, ``do_handshake`` then runs the revocation check
+    (network I/O, blocking). ``defer_revocation=True`` leaves that to the caller, who
+    must call :meth:`check_revocation` after the handshake and before sending any
+    application byte (an async integration runs it in a worker thread).
     """
 
     def __init__(
@@ -287,6 +292,7 @@ class StapleConnection(SSL.Connection):
         check_hostname: bool = True,
         policy: Policy | None = None,
         request_staple: bool | None = None,
+        defer_revocation: bool = False,
     ) -> None:
         info = _context_info(context)
         # SNI, policy lookup and the host-name check all use the A-label urllib3 sends.
@@ -298,6 +304,8 @@ class StapleConnection(SSL.Connection):
         self._staple = _Handshake(host=host, policy=chosen, verify=verify)
         self.staple_requested = chosen.requests_staple if request_staple is None else request_staple
         self._check_hostname = check_hostname and verify and host is not None
+        self._defer_revocation = defer_revocation
+        self._checked = False  # the handshake, chain, staple and host name passed
         self.set_app_data(self._staple)
         if not verify:
             self.set_verify(SSL.VERIFY_NONE, None)
@@ -346,18 +354,34 @@ class StapleConnection(SSL.Connection):
                     raise ssl.SSLCertVerificationError(1, "the server sent no certificate")
                 der = crypto.dump_certificate(crypto.FILETYPE_ASN1, peer)
             check_hostname(der, state.host or "")
-        if state.chain_der is not None and state.result is not None:
-            self._check_revocation(state)
+        self._checked = True
+        if state.chain_der is not None and state.result is not None and not self._defer_revocation:
+            sock = self._socket
+            self.check_revocation(sock.gettimeout() if isinstance(sock, socket.socket) else None)
 
-    def _check_revocation(self, state: _Handshake) -> None:
+    def check_revocation(self, timeout: float | None = None) -> RevocationResult | None:
         """The fallback, after the handshake and the host name check, before any
-        application byte: outside OpenSSL's callback, within the socket's timeout."""
+        application byte: outside OpenSSL's callback, within ``timeout`` seconds (and
+        the policy's budget). Raises :class:`RevocationError` when the policy refuses.
+        Returns the verdict, ``None`` when the policy has no fallback. Called by
+        ``do_handshake`` unless ``defer_revocation``; once per connection (a second
+        call returns the first verdict, or raises its refusal again)."""
+        state = self._staple
+        if not self._checked:
+            raise ssl.SSLError(1, "check_revocation() needs a completed handshake")
+        if state.chain_der is None or state.result is None:
+            return None
+        if state.revocation is None:
+            self._check_revocation(state, timeout)
+        elif not state.revocation.accepted:
+            raise RevocationError(state.result, state.revocation, state.host)
+        return state.revocation
+
+    def _check_revocation(self, state: _Handshake, timeout: float | None) -> None:
         assert state.chain_der is not None
         assert state.result is not None
         info = _context_info(self.get_context())
         checker = info.revocation or default_checker()
-        sock = self._socket
-        timeout = sock.gettimeout() if isinstance(sock, socket.socket) else None
         state.revocation = checker.check(
             state.chain_der,
             state.policy,

@@ -23,6 +23,7 @@ import typing
 from collections.abc import Iterable, Sequence
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import httpcore
 from cryptography import x509
@@ -378,6 +379,8 @@ class _AsyncTLSStream(httpcore.AsyncNetworkStream):
         # The fallback does blocking network I/O: a worker thread, never the loop. The
         # thread is not abandoned on cancellation: the policy's budget bounds the wait.
         await anyio.to_thread.run_sync(engine.connection.check_revocation, timeout)
+        # Cancelled while the thread ran: do not go on to send the request.
+        await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         while True:

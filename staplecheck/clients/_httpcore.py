@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
 from ..revocation import RevocationResult
+from ..tls._hostname import peercert_dict
 from ..tls._pyopenssl import StapleConnection
 from ..validation._result import StapleResult
 
@@ -84,12 +85,13 @@ class StapleSSLObject:
         )
 
     def getpeercert(self, binary_form: bool = False) -> typing.Any:
-        """The peer's certificate as DER (``binary_form=True``), else ``None``: the
-        parsed dictionary form is the stdlib's; read ``peer_certificate`` instead."""
+        """As ``ssl.SSLObject.getpeercert``: the DER, or the subject and subjectAltName."""
         cert = self.peer_certificate
-        if cert is None or not binary_form:
+        if cert is None:
             return None
-        return cert.public_bytes(serialization.Encoding.DER)
+        if binary_form:
+            return cert.public_bytes(serialization.Encoding.DER)
+        return peercert_dict(cert)
 
     @property
     def peer_certificate(self) -> x509.Certificate | None:

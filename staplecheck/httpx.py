@@ -12,12 +12,14 @@ OCSP staples, and clients that use them.
     async with staplecheck.httpx.async_client("hard-fail") as client:
         response = await client.get("https://example.test/")
 
-See docs/httpx.md.
+With httpx2 (and no httpx) installed, the same transports are built on httpx2 and
+httpcore2 (``FLAVOUR`` says which). See docs/httpx.md.
 """
 
 from __future__ import annotations
 
 from .clients._httpcore import AsyncStapleBackend, StapleBackend, StapleSSLObject
+from .clients._httplib import FLAVOUR
 from .clients._httpx import (
     REVOCATION_EXTENSION,
     STAPLE_EXTENSION,
@@ -28,6 +30,7 @@ from .clients._httpx import (
 )
 
 __all__ = [
+    "FLAVOUR",
     "REVOCATION_EXTENSION",
     "STAPLE_EXTENSION",
     "AsyncStapleBackend",

@@ -10,9 +10,8 @@ import socket
 import ssl
 from pathlib import Path
 
-import httpx
-
 from staplecheck import RevocationChecker, StapleError, StapleResult, StapleStatus, as_policy
+from staplecheck.clients._httplib import httpx
 from staplecheck.testing import CA, Identity, OCSPResponder, StapleCase
 from tests.realservers import Nginx
 

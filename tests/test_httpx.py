@@ -10,6 +10,7 @@ across a good and a revoked server misattribute nothing.
 from __future__ import annotations
 
 import contextlib
+import os
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -18,7 +19,8 @@ from typing import Any
 
 import pytest
 
-httpx = pytest.importorskip("httpx")
+# httpx, or httpx2 where only it is installed (staplecheck.httpx.FLAVOUR says which).
+httpx = pytest.importorskip("staplecheck.clients._httplib").httpx
 
 import staplecheck  # noqa: E402
 import staplecheck.httpx as sh  # noqa: E402
@@ -473,3 +475,12 @@ def test_transport_used_directly(live: LivePKI, serve: Serve, tmp_path: Path) ->
     with httpx.Client(transport=sh.StapleTransport(verify=live.ca_file, clock=clock)) as client:
         response = client.get(server.url)
     assert response.extensions[sh.STAPLE_EXTENSION].status is StapleStatus.GOOD
+
+
+def test_the_flavour_ci_asked_for() -> None:
+    """CI's httpx2 run sets STAPLECHECK_HTTPX_FLAVOUR=httpx2 (a venv without httpx):
+    the transports must then be built on httpx2, so that run tests what it says."""
+    wanted = os.environ.get("STAPLECHECK_HTTPX_FLAVOUR", "httpx")
+    assert wanted == sh.FLAVOUR
+    assert issubclass(sh.StapleTransport, httpx.HTTPTransport)
+    assert httpx.__name__ == wanted

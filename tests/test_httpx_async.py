@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-httpx = pytest.importorskip("httpx")
+# httpx, or httpx2 where only it is installed (staplecheck.httpx.FLAVOUR says which).
+httpx = pytest.importorskip("staplecheck.clients._httplib").httpx
 pytest.importorskip("anyio")
 pytest.importorskip("trio")
 

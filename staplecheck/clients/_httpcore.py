@@ -25,7 +25,6 @@ from collections.abc import Iterable, Sequence
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
-import httpcore
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
@@ -34,6 +33,7 @@ from ..revocation import RevocationResult
 from ..tls._hostname import peercert_dict
 from ..tls._pyopenssl import StapleConnection
 from ..validation._result import StapleResult
+from ._httplib import httpcore
 
 __all__ = [
     "AsyncStapleBackend",

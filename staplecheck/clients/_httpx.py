@@ -14,12 +14,6 @@ import ssl
 import typing
 from collections.abc import Iterable
 
-try:
-    import httpcore
-    import httpx
-except ImportError as error:  # pragma: no cover - exercised without the extra
-    raise ImportError("staplecheck.httpx needs httpx: pip install 'staplecheck[httpx]'") from error
-
 from OpenSSL import SSL
 
 from ..revocation import RevocationChecker
@@ -34,6 +28,7 @@ from ._httpcore import (
     TLSConnectError,
     alpn_protocols,
 )
+from ._httplib import httpcore, httpx
 
 __all__ = [
     "REVOCATION_EXTENSION",

@@ -134,9 +134,13 @@ class _Engine:
         chunks = []
         while True:
             try:
-                chunks.append(self.connection.bio_read(_CHUNK))
+                chunk = self.connection.bio_read(_CHUNK)
             except SSL.WantReadError:
-                return b"".join(chunks)
+                break
+            chunks.append(chunk)
+            if len(chunk) < _CHUNK:  # a memory BIO gives all it holds, up to the size
+                break
+        return b"".join(chunks)
 
     def receive(self, max_bytes: int) -> bytes | None:
         """Application bytes; ``b""`` at the end of the stream, ``None`` when more bytes
@@ -230,14 +234,18 @@ class _SyncTLSStream(httpcore.NetworkStream):
                     data = self._engine.receive(max_bytes)
                 except SSL.Error as error:
                     raise httpcore.ReadError(f"TLS error: {error}") from error
-            self._flush(timeout)  # post-handshake messages may need an answer
             if data is not None:
+                # Anything OpenSSL wrote meanwhile (a KeyUpdate answer) leaves, in
+                # order, with the next write or before the next wait for bytes.
                 return data
+            self._flush(timeout)  # before waiting: OpenSSL may need to say something
             incoming = self._inner.read(_CHUNK, timeout)
             with self._ssl_lock:
                 self._engine.feed(incoming)
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
         view = memoryview(buffer)
         with self._send_lock:
             while view:
@@ -378,11 +386,15 @@ class _AsyncTLSStream(httpcore.AsyncNetworkStream):
             await self._flush(timeout)
             engine.feed(await self._inner.read(_CHUNK, timeout))
         await self._flush(timeout)
-        # The fallback does blocking network I/O: a worker thread, never the loop. The
-        # thread is not abandoned on cancellation: the policy's budget bounds the wait.
-        await anyio.to_thread.run_sync(engine.connection.check_revocation, timeout)
-        # Cancelled while the thread ran: do not go on to send the request.
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        if engine.connection.staple_policy.needs_revocation_check:
+            # The fallback does blocking I/O (responders, CRLs, the store): a worker
+            # thread, never the loop. The thread is not abandoned on cancellation: the
+            # policy's budget bounds the wait.
+            await anyio.to_thread.run_sync(engine.connection.check_revocation, timeout)
+            # Cancelled while the thread ran: do not go on to send the request.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        else:
+            engine.connection.check_revocation(timeout)  # no fallback: returns at once
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         while True:
@@ -390,12 +402,14 @@ class _AsyncTLSStream(httpcore.AsyncNetworkStream):
                 data = self._engine.receive(max_bytes)
             except SSL.Error as error:
                 raise httpcore.ReadError(f"TLS error: {error}") from error
-            await self._flush(timeout)
             if data is not None:
                 return data
+            await self._flush(timeout)
             self._engine.feed(await self._inner.read(_CHUNK, timeout))
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
         view = memoryview(buffer)
         async with self._send_lock:
             while view:

@@ -46,6 +46,7 @@ from tests.httpx_helpers import (  # noqa: E402
     staple_cause,
     verification_cause,
 )
+from tests.realservers import SERVER_KINDS, launch  # noqa: E402
 from tests.test_adapter_features import ConnectProxy  # noqa: E402
 
 MODES = ("off", "soft-fail", "must-staple", "hard-fail")
@@ -484,3 +485,36 @@ def test_the_flavour_ci_asked_for() -> None:
     assert wanted == sh.FLAVOUR
     assert issubclass(sh.StapleTransport, httpx.HTTPTransport)
     assert httpx.__name__ == wanted
+
+
+# --- real servers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_real_servers(kind: str, tls: str, live: LivePKI, new_client: NewClient) -> None:
+    """openssl s_server and nginx stapling from a file, TLS 1.2 and 1.3: a good staple
+    passes, a revoked one is refused, none is missing (and refused by must-staple)."""
+    require_program("openssl" if kind == "s_server" else "nginx")
+    directory = live.directory / f"{kind}-{tls}"
+    directory.mkdir()
+    chain, key = live.leaf.write(directory)
+    for status in ("good", "revoked", None):
+        staple = None
+        if status is not None:
+            staple = directory / f"{status}.der"
+            der = live.intermediate.ocsp_response(live.leaf, status, this_update=NOW)
+            staple.write_bytes(der)
+        with launch(kind, chain, key, staple, tls_version=tls) as server:  # type: ignore[arg-type]
+            if status == "revoked":
+                with pytest.raises(httpx.ConnectError) as refused:
+                    new_client().get(server.url())
+                assert staple_cause(refused.value).result.status is StapleStatus.REVOKED
+                continue
+            response = new_client().get(server.url())
+            assert response.status_code == 200
+            expected = StapleStatus.GOOD if status else StapleStatus.MISSING
+            assert staplecheck.staple_of(response).status is expected  # type: ignore[union-attr]
+            if status is None:
+                with pytest.raises(httpx.ConnectError) as refused:
+                    new_client("must-staple").get(server.url())
+                assert staple_cause(refused.value).result.status is StapleStatus.MISSING

@@ -235,6 +235,15 @@ def test_untrusted_chain_is_refused_under_every_policy(
         new_client(mode, verify=live.foreign_ca_file).get(right.url)
 
 
+def test_files_that_cannot_be_loaded_fail_at_construction(live: LivePKI) -> None:
+    bad = live.directory / "not-a-certificate.pem"
+    bad.write_text("not a certificate\n")
+    with pytest.raises(ssl.SSLError, match="cannot load CA file"):
+        sh.StapleTransport(verify=str(bad))
+    with pytest.raises(ssl.SSLError, match="cannot load client certificate file"):
+        sh.AsyncStapleTransport(cert=str(bad))
+
+
 def test_verification_cannot_be_turned_off(live: LivePKI) -> None:
     with pytest.raises(ValueError, match="never turns certificate verification off"):
         sh.StapleTransport(verify=False)

@@ -3,7 +3,7 @@
 Real handshakes against the in-process stapling server (TLS 1.2 and 1.3), nginx with
 HTTP/2, a CONNECT proxy and a live OCSP responder. Beyond the sync tests: the fallback
 runs off the event loop (the longest loop stall is measured while the responder is
-slow), 120 concurrent tasks misattribute nothing, and cancelling a handshake (or the
+slow), 200 concurrent tasks misattribute nothing, and cancelling a handshake (or the
 fallback after it) leaves no socket open.
 """
 
@@ -208,7 +208,7 @@ async def test_the_fallback_never_blocks_the_event_loop(live: LivePKI, serve: Se
 
 
 async def test_concurrent_tasks_misattribute_no_verdict(live: LivePKI, serve: Serve) -> None:
-    """120 tasks, one client without keep-alive (120 handshakes), a good and a revoked
+    """200 tasks, one client without keep-alive (200 handshakes), a good and a revoked
     server: every verdict belongs to the server asked."""
     good = serve(live.leaf, "good")
     revoked = serve(live.revoked_leaf, "revoked")
@@ -242,10 +242,46 @@ async def test_concurrent_tasks_misattribute_no_verdict(live: LivePKI, serve: Se
 
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
     async with new_client(live, limits=limits) as client, anyio.create_task_group() as tasks:
-        for index in range(120):
+        for index in range(200):
             tasks.start_soon(one, client, index)
     assert wrong == []
-    assert outcomes == {"good": 60, "refused": 60}
+    assert outcomes == {"good": 100, "refused": 100}
+
+
+async def test_concurrent_cold_misses_make_one_query_shared_with_sync_code(
+    live: LivePKI, serve: Serve
+) -> None:
+    """30 tasks connect at once to a server that staples nothing, under hard-fail, with
+    one checker: the worker threads share one responder query (single-flight), and a
+    sync client on the same checker then answers from its cache."""
+    server = serve(live.leaf, None)
+    shared = checker()
+    before = live.responder.requests
+    live.responder.pause()  # every task reaches the checker before the answer comes
+    results: list[Any] = []
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=0)
+    async with new_client(live, "hard-fail", revocation=shared, limits=limits) as client:
+
+        async def one() -> None:
+            results.append(await client.get(server.url))
+
+        async def answer_when_asked() -> None:
+            assert await anyio.to_thread.run_sync(live.responder.wait_for_requests, before + 1)
+            live.responder.resume()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(answer_when_asked)
+            for _ in range(30):
+                tasks.start_soon(one)
+    assert len(results) == 30
+    sources = {staplecheck.revocation_of(r).source for r in results}  # type: ignore[union-attr]
+    assert sources <= {"ocsp", "cache"}
+    assert live.responder.requests == before + 1
+    with sh.client("hard-fail", verify=live.ca_file, clock=clock, revocation=shared) as sync:
+        revocation = staplecheck.revocation_of(sync.get(server.url))
+    assert revocation is not None
+    assert (revocation.status, revocation.source) == (StapleStatus.GOOD, "cache")
+    assert live.responder.requests == before + 1
 
 
 async def test_keep_alive_keeps_one_verdict(live: LivePKI, serve: Serve) -> None:

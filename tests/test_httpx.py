@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -334,6 +335,39 @@ def test_plain_http_requests_carry_no_verdict(live: LivePKI, new_client: NewClie
     response = new_client().get(live.responder.url)
     assert staplecheck.staple_of(response) is None
     assert "staple" not in response.extensions
+
+
+def test_a_body_ended_by_a_bare_close(live: LivePKI, new_client: NewClient) -> None:
+    """An HTTP/1.0 body that ends when the server closes the TCP connection without a
+    TLS close_notify (many servers do): the body is read to its end, as with httpx's
+    own transport (the stdlib's suppress_ragged_eofs)."""
+    from OpenSSL import SSL
+
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.use_certificate(live.leaf.cert)
+    for extra in live.leaf.chain[1:]:
+        context.add_extra_chain_cert(extra)
+    context.use_privatekey(live.leaf.private_key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        sock, _ = listener.accept()
+        with sock:
+            connection = SSL.Connection(context, sock)
+            connection.set_accept_state()
+            connection.do_handshake()
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.0 200 OK\r\n\r\nuntil the connection ends")
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        response = new_client().get(f"https://localhost:{listener.getsockname()[1]}/")
+    finally:
+        server.join(timeout=10)
+        listener.close()
+    assert response.text == "until the connection ends"
+    assert staplecheck.staple_of(response).status is StapleStatus.MISSING  # type: ignore[union-attr]
 
 
 # --- proxies ---------------------------------------------------------------------------------

@@ -153,15 +153,21 @@ class _Engine:
             return None
         except SSL.ZeroReturnError:
             return b""
-        except (SSL.SysCallError, SSL.Error):
-            if self.eof:
-                # No close_notify (a "ragged" EOF): what the stdlib's default
-                # suppress_ragged_eofs gives httpcore too; HTTP framing decides.
+        except SSL.Error as error:
+            if self.eof and _ragged_eof(error):
+                # No close_notify: what the stdlib's default suppress_ragged_eofs
+                # gives httpcore too; HTTP framing decides whether the body is whole.
                 return b""
             raise
 
     def send(self, data: bytes) -> int:
         return self.connection.send(data)
+
+
+def _ragged_eof(error: SSL.Error) -> bool:
+    """Whether ``error`` only says the peer's bytes ended without a close_notify (not a
+    bad record, which stays an error)."""
+    return isinstance(error, SSL.SysCallError) or "unexpected eof" in str(error)
 
 
 class TLSConnectError(httpcore.ConnectError):

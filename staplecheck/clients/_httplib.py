@@ -20,7 +20,9 @@ except ImportError:
 
         FLAVOUR = "httpx2"
     except ImportError as error:  # pragma: no cover - exercised without the extra
-        raise ImportError(
+        # ModuleNotFoundError (an ImportError): what a missing optional package raises,
+        # and what pytest.importorskip skips on.
+        raise ModuleNotFoundError(
             "staplecheck.httpx needs httpx (pip install 'staplecheck[httpx]') or httpx2"
         ) from error
 

@@ -190,6 +190,28 @@ def test_implicit_handshake_then_accepted_connection_works(site: Site) -> None:
     assert site.responder.requests == 1
 
 
+def test_deferred_revocation_must_run_before_a_byte_is_sent(site: Site) -> None:
+    """defer_revocation=True (the async transports) leaves the check to the caller:
+    sending before check_revocation() raises, and a refusal it finds sticks."""
+    with StaplingServer(site.leaf) as server, blocking_socket(server) as sock:
+        connection = StapleConnection(
+            site.context(SOFT_OCSP), sock, server_hostname="localhost", defer_revocation=True
+        )
+        connection.do_handshake()
+        assert site.responder.requests == 0
+        with pytest.raises(ssl.SSLError, match="check_revocation"):
+            connection.sendall(REQUEST)
+        with pytest.raises(RevocationError):
+            connection.check_revocation()
+        for use in (connection.sendall, connection.send):
+            with pytest.raises(RevocationError):
+                use(REQUEST)
+        with pytest.raises(RevocationError):
+            connection.do_handshake()
+    assert server.requests == 0
+    assert site.responder.requests == 1
+
+
 # --- 2. not asking for a staple ------------------------------------------------------------
 
 

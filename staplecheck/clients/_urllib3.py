@@ -18,7 +18,8 @@ from ..tls._sslcontext import StapleSocket, StapleSSLContext
 from ..validation._result import StapleResult
 
 if TYPE_CHECKING:
-    # Only for the signature: staplecheck works without requests installed.
+    # Only for the signature: staplecheck works without requests or httpx installed.
+    import httpx
     import requests
 
 __all__ = [
@@ -64,11 +65,16 @@ def use_staple_pools(manager: PoolManager) -> PoolManager:
 
 
 def staple_of(
-    obj: requests.Response | BaseHTTPResponse | StapleSocket | SSL.Connection | None,
+    obj: requests.Response
+    | BaseHTTPResponse
+    | httpx.Response
+    | StapleSocket
+    | SSL.Connection
+    | None,
 ) -> StapleResult | None:
-    """The staple verdict behind a requests or urllib3 response, a :class:`StapleSocket`
-    or a pyOpenSSL connection; ``None`` when there is none (policy ``off``, or not
-    made by staplecheck).
+    """The staple verdict behind a requests, urllib3 or httpx response, a
+    :class:`StapleSocket` or a pyOpenSSL connection; ``None`` when there is none
+    (policy ``off``, or not made by staplecheck).
 
     The typed way to read a verdict: ``response.staple`` works too, but type checkers
     do not know requests' and urllib3's responses carry it.
@@ -81,13 +87,20 @@ def staple_of(
         raw = getattr(obj, "raw", None)
         if isinstance(raw, BaseHTTPResponse):
             staple = getattr(raw, "staple", None)
+    if staple is None:
+        staple = _extension(obj, "staple")
     return staple if isinstance(staple, StapleResult) else None
 
 
 def revocation_of(
-    obj: requests.Response | BaseHTTPResponse | StapleSocket | SSL.Connection | None,
+    obj: requests.Response
+    | BaseHTTPResponse
+    | httpx.Response
+    | StapleSocket
+    | SSL.Connection
+    | None,
 ) -> RevocationResult | None:
-    """The revocation verdict behind a requests or urllib3 response, a
+    """The revocation verdict behind a requests, urllib3 or httpx response, a
     :class:`StapleSocket` or a pyOpenSSL connection: set when the policy has a fallback
     (``hard-fail``, or ``fallback=...``), ``None`` otherwise. The typed way to read
     ``response.revocation``."""
@@ -98,7 +111,15 @@ def revocation_of(
         raw = getattr(obj, "raw", None)
         if isinstance(raw, BaseHTTPResponse):
             found = getattr(raw, "revocation", None)
+    if found is None:
+        found = _extension(obj, "revocation")
     return found if isinstance(found, RevocationResult) else None
+
+
+def _extension(obj: object, name: str) -> object:
+    """``obj.extensions[name]``: where staplecheck's httpx transports put verdicts."""
+    extensions = getattr(obj, "extensions", None)
+    return extensions.get(name) if isinstance(extensions, dict) else None
 
 
 def pool_manager(

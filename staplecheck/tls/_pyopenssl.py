@@ -279,6 +279,12 @@ class StapleConnection(SSL.Connection):
     verdict from :attr:`staple`. Sending or receiving before ``do_handshake`` runs it,
     with all its checks, before any application byte moves; after a refusal, every
     later ``do_handshake``, send or receive raises the same error again.
+
+    For a policy with a fallback, ``do_handshake`` then runs the revocation check
+    (network I/O, blocking). ``defer_revocation=True`` leaves that to the caller, who
+    must call :meth:`check_revocation` after the handshake and before sending any
+    application byte (sending first raises; an async integration runs it in a worker
+    thread).
     """
 
     def __init__(
@@ -291,6 +297,7 @@ class StapleConnection(SSL.Connection):
         check_hostname: bool = True,
         policy: Policy | None = None,
         request_staple: bool | None = None,
+        defer_revocation: bool = False,
     ) -> None:
         info = _context_info(context)
         # SNI, policy lookup and the host-name check all use the A-label urllib3 sends.
@@ -302,6 +309,9 @@ class StapleConnection(SSL.Connection):
         self._staple = _Handshake(host=host, policy=chosen, verify=verify)
         self.staple_requested = chosen.requests_staple if request_staple is None else request_staple
         self._check_hostname = check_hostname and verify and host is not None
+        self._defer_revocation = defer_revocation
+        self._checked = False
+        """Whether the handshake, chain, staple and host name checks passed."""
         self.set_app_data(self._staple)
         if not verify:
             self.set_verify(SSL.VERIFY_NONE, None)
@@ -310,8 +320,6 @@ class StapleConnection(SSL.Connection):
         if self.staple_requested:
             self.request_ocsp()
         self.set_connect_state()
-        self._checked = False
-        """Whether :meth:`do_handshake` finished with every check passed."""
         self._refusal: ssl.SSLError | None = None
         """Why :meth:`do_handshake` refused this connection, raised again on every
         later use: asking again could overturn the refusal (a store that lost the
@@ -353,20 +361,30 @@ class StapleConnection(SSL.Connection):
         called ``do_handshake``: the checks that follow the handshake (host name,
         resumed session, revocation) must then run before the first application byte
         goes out or comes in, not never. A refused connection stays refused."""
+        if self._refusal is not None:
+            raise self._refusal.with_traceback(None)
         if not self._checked:
             self.do_handshake()
+
+    def _before_sending(self) -> None:
+        """As :meth:`_before_application_data`, and a deferred revocation check must
+        have run: no application byte goes out before the verdict."""
+        self._before_application_data()
+        state = self._staple
+        if state.revocation is None and state.chain_der is not None and state.result is not None:
+            raise ssl.SSLError(1, "check_revocation() must run before application data is sent")
 
     # Every way application data moves. pyOpenSSL's ``write`` and ``read`` are aliases
     # bound to its own ``send`` and ``recv``, so they are overridden too.
 
     def send(self, buf: _Buffer, flags: int = 0) -> int:
-        self._before_application_data()
+        self._before_sending()
         return super().send(buf, flags)
 
     write = send
 
     def sendall(self, buf: _Buffer, flags: int = 0) -> int:
-        self._before_application_data()
+        self._before_sending()
         return super().sendall(buf, flags)
 
     def recv(self, bufsiz: int, flags: int | None = None) -> bytes:
@@ -404,18 +422,38 @@ class StapleConnection(SSL.Connection):
                     raise ssl.SSLCertVerificationError(1, "the server sent no certificate")
                 der = crypto.dump_certificate(crypto.FILETYPE_ASN1, peer)
             check_hostname(der, state.host or "")
-        if state.chain_der is not None and state.result is not None:
-            self._check_revocation(state)
+        self._checked = True
+        if state.chain_der is not None and state.result is not None and not self._defer_revocation:
+            sock = self._socket
+            self.check_revocation(sock.gettimeout() if isinstance(sock, socket.socket) else None)
 
-    def _check_revocation(self, state: _Handshake) -> None:
+    def check_revocation(self, timeout: float | None = None) -> RevocationResult | None:
         """The fallback, after the handshake and the host name check, before any
-        application byte: outside OpenSSL's callback, within the socket's timeout."""
+        application byte: outside OpenSSL's callback, within ``timeout`` seconds (and
+        the policy's budget). Raises :class:`RevocationError` when the policy refuses.
+        Returns the verdict, ``None`` when the policy has no fallback. Called by
+        ``do_handshake`` unless ``defer_revocation``; once per connection (a second
+        call returns the first verdict, or raises its refusal again)."""
+        state = self._staple
+        if not self._checked:
+            raise ssl.SSLError(1, "check_revocation() needs a completed handshake")
+        if state.chain_der is None or state.result is None:
+            return None
+        if state.revocation is None:
+            try:
+                self._check_revocation(state, timeout)
+            except RevocationError as refusal:
+                self._refusal = refusal
+                raise
+        elif not state.revocation.accepted:
+            raise RevocationError(state.result, state.revocation, state.host)
+        return state.revocation
+
+    def _check_revocation(self, state: _Handshake, timeout: float | None) -> None:
         assert state.chain_der is not None
         assert state.result is not None
         info = _context_info(self.get_context())
         checker = info.revocation or default_checker()
-        sock = self._socket
-        timeout = sock.gettimeout() if isinstance(sock, socket.socket) else None
         if not timeout or timeout < 0:
             # A non-blocking socket (0.0) sets no budget, it is driven by an event
             # loop: the policy's fallback_timeout applies, never a budget of zero

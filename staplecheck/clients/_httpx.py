@@ -178,6 +178,35 @@ def _refusal(error: httpx.ConnectError, request: httpx.Request) -> httpx.Connect
     return refusal
 
 
+def _pool_options(
+    setup: _Setup,
+    limits: httpx.Limits,
+    *,
+    network_backend: object,
+    **settings: typing.Any,
+) -> dict[str, typing.Any]:
+    """What an httpcore pool or proxy (sync or async) is built with: the transport's
+    settings, the placeholder context and the staplecheck backend."""
+    return {
+        "ssl_context": setup.placeholder,
+        "max_connections": limits.max_connections,
+        "max_keepalive_connections": limits.max_keepalive_connections,
+        "keepalive_expiry": limits.keepalive_expiry,
+        "network_backend": network_backend,
+        **settings,
+    }
+
+
+def _proxy_options(setup: _Setup) -> dict[str, typing.Any]:
+    """The CONNECT proxy's own settings (``setup.proxy`` is set)."""
+    assert setup.proxy is not None
+    return {
+        "proxy_url": setup.proxy_url(),
+        "proxy_auth": setup.proxy.raw_auth,
+        "proxy_headers": setup.proxy.headers.raw,
+    }
+
+
 class StapleTransport(httpx.HTTPTransport):
     """An httpx transport (sync) that checks OCSP staples on every new TLS connection.
 
@@ -233,39 +262,22 @@ class StapleTransport(httpx.HTTPTransport):
         super().__init__(verify=setup.placeholder, trust_env=False, http1=http1, http2=http2)
         self.policies = setup.policies
         self.network_backend = StapleBackend(setup.context, alpn=setup.alpn)
-        pool: httpcore.ConnectionPool
-        if setup.proxy is None:
-            pool = httpcore.ConnectionPool(
-                ssl_context=setup.placeholder,
-                max_connections=limits.max_connections,
-                max_keepalive_connections=limits.max_keepalive_connections,
-                keepalive_expiry=limits.keepalive_expiry,
-                http1=http1,
-                http2=http2,
-                uds=uds,
-                local_address=local_address,
-                retries=retries,
-                socket_options=socket_options,
-                network_backend=self.network_backend,
-            )
-        else:
-            pool = httpcore.HTTPProxy(
-                proxy_url=setup.proxy_url(),
-                proxy_auth=setup.proxy.raw_auth,
-                proxy_headers=setup.proxy.headers.raw,
-                ssl_context=setup.placeholder,
-                max_connections=limits.max_connections,
-                max_keepalive_connections=limits.max_keepalive_connections,
-                keepalive_expiry=limits.keepalive_expiry,
-                http1=http1,
-                http2=http2,
-                retries=retries,
-                local_address=local_address,
-                uds=uds,
-                socket_options=socket_options,
-                network_backend=self.network_backend,
-            )
-        self._pool = pool
+        options = _pool_options(
+            setup,
+            limits,
+            http1=http1,
+            http2=http2,
+            uds=uds,
+            local_address=local_address,
+            retries=retries,
+            socket_options=socket_options,
+            network_backend=self.network_backend,
+        )
+        self._pool = (
+            httpcore.ConnectionPool(**options)
+            if setup.proxy is None
+            else httpcore.HTTPProxy(**_proxy_options(setup), **options)
+        )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -323,39 +335,22 @@ class AsyncStapleTransport(httpx.AsyncHTTPTransport):
         super().__init__(verify=setup.placeholder, trust_env=False, http1=http1, http2=http2)
         self.policies = setup.policies
         self.network_backend = AsyncStapleBackend(setup.context, alpn=setup.alpn)
-        pool: httpcore.AsyncConnectionPool
-        if setup.proxy is None:
-            pool = httpcore.AsyncConnectionPool(
-                ssl_context=setup.placeholder,
-                max_connections=limits.max_connections,
-                max_keepalive_connections=limits.max_keepalive_connections,
-                keepalive_expiry=limits.keepalive_expiry,
-                http1=http1,
-                http2=http2,
-                uds=uds,
-                local_address=local_address,
-                retries=retries,
-                socket_options=socket_options,
-                network_backend=self.network_backend,
-            )
-        else:
-            pool = httpcore.AsyncHTTPProxy(
-                proxy_url=setup.proxy_url(),
-                proxy_auth=setup.proxy.raw_auth,
-                proxy_headers=setup.proxy.headers.raw,
-                ssl_context=setup.placeholder,
-                max_connections=limits.max_connections,
-                max_keepalive_connections=limits.max_keepalive_connections,
-                keepalive_expiry=limits.keepalive_expiry,
-                http1=http1,
-                http2=http2,
-                retries=retries,
-                local_address=local_address,
-                uds=uds,
-                socket_options=socket_options,
-                network_backend=self.network_backend,
-            )
-        self._pool = pool
+        options = _pool_options(
+            setup,
+            limits,
+            http1=http1,
+            http2=http2,
+            uds=uds,
+            local_address=local_address,
+            retries=retries,
+            socket_options=socket_options,
+            network_backend=self.network_backend,
+        )
+        self._pool = (
+            httpcore.AsyncConnectionPool(**options)
+            if setup.proxy is None
+            else httpcore.AsyncHTTPProxy(**_proxy_options(setup), **options)
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:

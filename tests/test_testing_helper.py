@@ -130,7 +130,7 @@ def test_issue_cert_options(pki: PKI) -> None:
 
 def test_default_validity_is_anchored_at_now(pki: PKI) -> None:
     assert pki.leaf.cert.not_valid_before_utc == NOW - HOUR
-    assert pki.leaf.cert.not_valid_after_utc == NOW + 90 * DAY
+    assert pki.leaf.cert.not_valid_after_utc == NOW + 730 * DAY
     assert pki.root.cert.not_valid_before_utc == NOW - HOUR
     assert pki.root.now == pki.intermediate.now == NOW
 

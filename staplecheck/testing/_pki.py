@@ -109,6 +109,12 @@ def _pem(*certs: x509.Certificate) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
+LEAF_VALIDITY = datetime.timedelta(days=730)
+"""How long an issued certificate is valid by default, from ``ca.now``. OpenSSL checks
+validity at the real time even when a test judges staples at a fixed ``now``: two years
+keep a suite with a fixed ``now`` working long after it was written."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Identity:
     """A certificate, its private key and the chain a server sends with it."""
@@ -355,7 +361,7 @@ class CA:
             .public_key(public)
             .serial_number(serial_number or x509.random_serial_number())
             .not_valid_before(not_before or self.now - datetime.timedelta(hours=1))
-            .not_valid_after(not_after or self.now + datetime.timedelta(days=90))
+            .not_valid_after(not_after or self.now + LEAF_VALIDITY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(

@@ -379,13 +379,15 @@ class StapleConnection(SSL.Connection):
 
     def send(self, buf: _Buffer, flags: int = 0) -> int:
         self._before_sending()
-        return super().send(buf, flags)
+        send: Any = super().send  # typed bytes-only before pyOpenSSL 25
+        return int(send(buf, flags))
 
     write = send
 
     def sendall(self, buf: _Buffer, flags: int = 0) -> int:
         self._before_sending()
-        return super().sendall(buf, flags)
+        sendall: Any = super().sendall  # typed bytes-only before pyOpenSSL 25
+        return int(sendall(buf, flags))
 
     def recv(self, bufsiz: int, flags: int | None = None) -> bytes:
         self._before_application_data()

@@ -549,7 +549,13 @@ def test_first_definite_answer_wins(
     assert answer.der is not None
     assert elapsed < 1.0
     outcomes = {a.url: a.outcome for a in answer.attempts}
-    assert outcomes == {refused_url: "failed", slow.url: "cancelled", good.url: "good"}
+    # The refused connection usually fails first; on a loaded machine the good answer
+    # may come before its failure is seen, and it is cancelled like the slow one.
+    assert outcomes[refused_url] in ("failed", "cancelled")
+    assert {slow.url: outcomes[slow.url], good.url: outcomes[good.url]} == {
+        slow.url: "cancelled",
+        good.url: "good",
+    }
     assert [a.url for a in answer.attempts] == urls
 
 

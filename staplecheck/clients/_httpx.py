@@ -9,6 +9,7 @@ is staplecheck's (:mod:`._httpcore`).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import ssl
 import typing
@@ -130,13 +131,10 @@ class _Setup:
     ) -> None:
         self.policies: HostPolicies = as_host_policies(policy)
         self.alpn = alpn_protocols(http1, http2)
-        if http2:
-            try:
-                import h2  # noqa: F401
-            except ImportError as error:
-                raise ImportError(
-                    "http2=True needs h2: pip install 'staplecheck[httpx]' 'httpx[http2]'"
-                ) from error
+        if http2 and importlib.util.find_spec("h2") is None:
+            raise ImportError(
+                "http2=True needs h2: pip install 'staplecheck[httpx]' 'httpx[http2]'"
+            )
         self.proxy = _proxy(proxy)
         self.context: SSL.Context = create_context(
             self.policies,

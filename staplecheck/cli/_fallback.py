@@ -9,8 +9,6 @@ settings (docs/cli.md, docs/revocation.md); the check itself is the engine's.
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import datetime
 import os
 import stat
@@ -21,12 +19,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from .._policy import FALLBACK_SOURCES, MAX_PINNED_RESPONDERS, Mode
-from ..revocation._crl import MAX_CRL_BYTES
+from ..revocation._crl import MAX_CRL_BYTES, crl_der
 from ..revocation._crlfiles import MAX_FILES
 from ..revocation._fetch import MAX_PARALLEL
 from ..revocation._plan import MAX_URL_CHARS
 from ..revocation.stores import RedisStore, Store, StoreError, crl_key, open_store
 from ..revocation.stores._interface import Miss, MissReason
+from ..tls._pyopenssl import pem_or_der_certificates
 
 __all__ = [
     "MAX_FALLBACK_TIMEOUT",
@@ -212,10 +211,7 @@ def load_trusted_responders(paths: Sequence[str]) -> tuple[bytes, ...]:
     for path in paths:
         data = _read(path, "--trust-responder file", _MAX_CERT_FILE_BYTES)
         try:
-            if b"-----BEGIN" in data:
-                certs = x509.load_pem_x509_certificates(data)
-            else:
-                certs = [x509.load_der_x509_certificate(data)]
+            certs = pem_or_der_certificates(data)
         except ValueError:
             certs = []
         if not certs:
@@ -262,22 +258,10 @@ def check_crl_paths(paths: Sequence[str]) -> tuple[str, ...]:
     return tuple(paths)
 
 
-_PEM_CRL = (b"-----BEGIN X509 CRL-----", b"-----END X509 CRL-----")
-
-
 def _is_crl(data: bytes) -> bool:
-    """Whether ``data`` parses as a CRL: its shape only; the engine judges it."""
-    begin, end = _PEM_CRL
-    if data.lstrip()[:5] == b"-----":
-        start, stop = data.find(begin), data.find(end)
-        if start < 0 or stop < start:
-            return False
-        try:
-            data = base64.b64decode(b"".join(data[start + len(begin) : stop].split()))
-        except (ValueError, binascii.Error):
-            return False
+    """Whether ``data`` parses as a CRL (DER or PEM): its shape only; the engine judges it."""
     try:
-        x509.load_der_x509_crl(data)
+        x509.load_der_x509_crl(crl_der(data))
     except ValueError:
         return False
     return True

@@ -290,14 +290,20 @@ def format_result(result: StapleResult) -> str:
         ("revocation reason", result.revocation_reason),
         ("must-staple", "yes" if result.must_staple else "no"),
     ]
+    return "\n".join(_labelled(rows))
+
+
+def _labelled(rows: list[tuple[str, Any]], indent: str = "") -> list[str]:
+    """``label: value`` lines, values in one column (19 characters in), times in UTC;
+    rows without a value left out."""
     lines = []
     for label, value in rows:
         if value is None:
             continue
         if isinstance(value, datetime.datetime):
             value = value.strftime("%Y-%m-%d %H:%M:%S UTC")
-        lines.append(f"{label + ':':<19}{value}")
-    return "\n".join(lines)
+        lines.append(f"{indent}{label + ':':<{19 - len(indent)}}{value}")
+    return lines
 
 
 # --- check ----------------------------------------------------------------------------
@@ -402,13 +408,7 @@ def _revocation_rows(result: RevocationResult) -> list[str]:
         ("revoked at", result.revocation_time),
         ("reason code", result.revocation_reason),
     ]
-    lines = []
-    for label, value in rows:
-        if value is None:
-            continue
-        if isinstance(value, datetime.datetime):
-            value = value.strftime("%Y-%m-%d %H:%M:%S UTC")
-        lines.append(f"  {label + ':':<17}{value}")
+    lines = _labelled(rows, indent="  ")
     for attempt in result.attempts:
         where = f" {attempt.url}" if attempt.url else ""
         # The answer's own reason is printed above: an attempt's repeats only a difference.

@@ -191,13 +191,11 @@ def _connect_failure(error: BaseException) -> Exception:
     return TLSConnectError(str(error) or type(error).__name__, error)
 
 
-def _alpn(http1: bool, http2: bool) -> tuple[bytes, ...]:
-    protocols: list[bytes] = []
-    if http2:
-        protocols.append(b"h2")
-    if http1:
-        protocols.append(b"http/1.1")
-    return tuple(protocols)
+def alpn_protocols(http1: bool, http2: bool) -> tuple[bytes, ...]:
+    """The ALPN protocols to offer for a transport's ``http1``/``http2`` settings."""
+    if not (http1 or http2):
+        raise ValueError("at least one of http1 and http2 must be enabled")
+    return (b"h2",) * http2 + (b"http/1.1",) * http1
 
 
 # --- sync ------------------------------------------------------------------------------------
@@ -524,10 +522,3 @@ class AsyncStapleBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._tcp.sleep(seconds)
-
-
-def alpn_protocols(http1: bool, http2: bool) -> tuple[bytes, ...]:
-    """The ALPN protocols to offer for a transport's ``http1``/``http2`` settings."""
-    if not (http1 or http2):
-        raise ValueError("at least one of http1 and http2 must be enabled")
-    return _alpn(http1, http2)

@@ -50,6 +50,7 @@ __all__ = [
     "CRLIndex",
     "CRLRefusal",
     "RevokedEntry",
+    "crl_der",
     "crl_verdict",
     "judge_crl",
 ]
@@ -318,7 +319,7 @@ def _judge(
             f"the CRL is {len(data)} bytes, more than the {MAX_CRL_BYTES} judged "
             "(staplecheck's bound)"
         )
-    der = _from_pem(data) if data.lstrip()[:5] == b"-----" else data
+    der = _der_of(data)
     fields = _read_fields(der)
     if fields.inner_algorithm != fields.outer_algorithm:
         raise _RefusedError(
@@ -361,6 +362,19 @@ def _judge(
         _offsets=offsets,
         _entries=fields.entries,
     )
+
+
+def crl_der(data: bytes) -> bytes:
+    """The DER of a CRL given as DER or as PEM text; ``ValueError``, saying why, for
+    PEM text without a readable ``X509 CRL`` block. Nothing is judged."""
+    try:
+        return _der_of(data)
+    except _RefusedError as error:
+        raise ValueError(str(error)) from None
+
+
+def _der_of(data: bytes) -> bytes:
+    return _from_pem(data) if data.lstrip()[:5] == b"-----" else data
 
 
 def _from_pem(data: bytes) -> bytes:

@@ -765,7 +765,7 @@ def _skip_reason(what: str, failure: Failure) -> str:
 
 
 def _summary(failed: list[Attempt]) -> str:
-    """What a failure mark says (bounded: the store keeps 200 printable characters)."""
+    """What a failure mark says: the first four failures, bounded."""
     parts = (f"{a.source} {a.url or ''} {a.outcome}: {a.reason}"[:200] for a in failed[:4])
     return "; ".join(parts)[:500]
 

@@ -49,6 +49,7 @@ __all__ = [
     "drive_handshake",
     "get_revocation_result",
     "get_staple_result",
+    "pem_or_der_certificates",
 ]
 
 Clock = Callable[[], datetime.datetime]
@@ -189,11 +190,13 @@ def _load_trust(context: SSL.Context, config: TLSConfig) -> None:
     assert store is not None
     for data in config.cadata:
         with _naming("cannot load cadata", "", "it holds no PEM or DER certificate"):
-            for cert in _pem_or_der_certificates(data):
+            for cert in pem_or_der_certificates(data):
                 store.add_cert(crypto.X509.from_cryptography(cert))
 
 
-def _pem_or_der_certificates(data: bytes) -> list[x509.Certificate]:
+def pem_or_der_certificates(data: bytes) -> list[x509.Certificate]:
+    """Every certificate in PEM text, or the one DER certificate; ``ValueError`` when
+    unreadable."""
     if b"-----BEGIN" in data:
         return x509.load_pem_x509_certificates(data)
     return [x509.load_der_x509_certificate(data)]
@@ -354,7 +357,6 @@ class StapleConnection(SSL.Connection):
         except ssl.SSLError as refusal:
             self._refusal = refusal
             raise
-        self._checked = True
 
     def _before_application_data(self) -> None:
         """OpenSSL handshakes implicitly inside SSL_write and SSL_read when nobody
@@ -441,14 +443,14 @@ class StapleConnection(SSL.Connection):
             raise ssl.SSLError(1, "check_revocation() needs a completed handshake")
         if state.chain_der is None or state.result is None:
             return None
+        if self._refusal is not None:
+            raise self._refusal.with_traceback(None)
         if state.revocation is None:
             try:
                 self._check_revocation(state, timeout)
             except RevocationError as refusal:
                 self._refusal = refusal
                 raise
-        elif not state.revocation.accepted:
-            raise RevocationError(state.result, state.revocation, state.host)
         return state.revocation
 
     def _check_revocation(self, state: _Handshake, timeout: float | None) -> None:
@@ -613,14 +615,13 @@ def _staple_verdict(
             "carries no staple verdict)",
         )
     leaf_der = crypto.dump_certificate(crypto.FILETYPE_ASN1, chain[0])
-    certs = CertPair(
-        leaf_der,
-        crypto.dump_certificate(crypto.FILETYPE_ASN1, chain[1]) if len(chain) > 1 else leaf_der,
-    )
+    above = [crypto.dump_certificate(crypto.FILETYPE_ASN1, chain[1])] if len(chain) > 1 else []
+    certs = CertPair(leaf_der, above[0] if above else leaf_der)
     state.leaf_der = leaf_der
     if state.policy.needs_revocation_check and isinstance(connection, StapleConnection):
-        rest = (crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) for cert in chain[1:])
-        state.chain_der = (leaf_der, *rest)
+        # The issuer's DER is already made: only the certificates above it are new.
+        above += (crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) for cert in chain[2:])
+        state.chain_der = (leaf_der, *above)
         state.staple_der = der or None
     if der is None:
         return StapleResult(

@@ -47,9 +47,11 @@ from ._ocsp import DEFINITE, OCSP_REQUEST_TYPE, get_url
 __all__ = ["MAX_HEAD_BYTES", "afetch", "afetch_crl", "afetch_first", "afetch_ocsp"]
 
 MAX_HEAD_BYTES = 16_384
-"""The largest status line and headers read (h11's own default)."""
+"""The status line and headers are refused once this many bytes of them are buffered
+without their end (h11's limit; read 4 KB at a time, so no head over 20 KB passes)."""
 
 _CHUNK = 65_536
+_HEAD_CHUNK = 4_096
 _USER_AGENT = "staplecheck"
 
 
@@ -131,9 +133,9 @@ async def _exchange(
         request = (request or b"") + (http.send(h11.EndOfMessage()) or b"")
         await stream.send(request)
 
-        response = await _next(http, stream)
+        response = await _next(http, stream, _HEAD_CHUNK)
         while isinstance(response, h11.InformationalResponse):  # 100 Continue
-            response = await _next(http, stream)
+            response = await _next(http, stream, _HEAD_CHUNK)
         if not isinstance(response, h11.Response):
             raise fail("the server closed the connection without answering")
         fields = [
@@ -162,7 +164,7 @@ async def _exchange(
         total = 0
         while True:
             try:
-                event = await _next(http, stream)
+                event = await _next(http, stream, _CHUNK)
             except h11.RemoteProtocolError:
                 if length is not None and total < length:
                     raise fail(f"the body was cut short after {total} of {length} bytes") from None
@@ -180,14 +182,15 @@ async def _exchange(
         return b"".join(chunks)
 
 
-async def _next(http: h11.Connection, stream: anyio.abc.ByteStream) -> object:
-    """The next HTTP event, receiving as much as it takes (h11 bounds the head)."""
+async def _next(http: h11.Connection, stream: anyio.abc.ByteStream, chunk: int) -> object:
+    """The next HTTP event, receiving ``chunk`` bytes at a time as long as it takes
+    (h11 bounds an incomplete head; the caller bounds the body)."""
     while True:
         event = http.next_event()
         if event is not h11.NEED_DATA:
             return event
         try:
-            data = await stream.receive(_CHUNK)
+            data = await stream.receive(chunk)
         except anyio.EndOfStream:
             data = b""
         http.receive_data(data)
@@ -200,6 +203,8 @@ def _host_header(where: Target) -> str:
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error.__cause__, OSError) and str(error) == "All connection attempts failed":
+        error = error.__cause__  # AnyIO's summary of every address tried: the last failure
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
     if isinstance(error, ConnectionResetError | anyio.BrokenResourceError):

@@ -33,11 +33,14 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
+import httpx
 import pytest
 import requests
 import urllib3
 from OpenSSL import SSL
 
+import staplecheck.httpx
 from staplecheck import (
     Mode,
     Policy,
@@ -62,7 +65,7 @@ from tests.realservers import TLS_VERSIONS, OpenSSLResponder, RealServer, launch
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 ANSWERS = ("good", "revoked", "unknown")
-CLIENTS = ("requests", "urllib3", "pyopenssl")
+CLIENTS = ("requests", "urllib3", "pyopenssl", "httpx-asyncio", "httpx-trio")
 SERVERS = ("s_server", "nginx")
 # A generous budget (the default is 2 s): these tests are about answers, not time, and
 # the machine running them may be busy.
@@ -242,8 +245,25 @@ def connect(
     client: str, port: int, policy: Policy, checker: RevocationChecker, cafile: str
 ) -> Outcome:
     """One HTTPS request to ``https://localhost:PORT/`` through ``client``."""
+    if client.startswith("httpx-"):
+        backend = client.removeprefix("httpx-")
+        return anyio.run(_via_httpx_async, port, policy, checker, cafile, backend=backend)
     via = {"requests": _via_requests, "urllib3": _via_urllib3, "pyopenssl": _via_pyopenssl}
     return via[client](port, policy, checker, cafile)
+
+
+async def _via_httpx_async(
+    port: int, policy: Policy, checker: RevocationChecker, cafile: str
+) -> Outcome:
+    """The async transport: the fallback through ``check_async`` and the async fetchers."""
+    async with staplecheck.httpx.async_client(
+        policy, verify=cafile, clock=clock, revocation=checker, timeout=10, trust_env=False
+    ) as client:
+        try:
+            response = await client.get(f"https://localhost:{port}/")
+        except httpx.ConnectError as error:
+            return _refusal(error)
+    return Outcome(True, revocation_of(response), None, response.content)
 
 
 def _via_requests(port: int, policy: Policy, checker: RevocationChecker, cafile: str) -> Outcome:

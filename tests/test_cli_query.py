@@ -415,6 +415,8 @@ def test_ocsp_sqlite_cache_is_used_and_said_to_be(
         shown["source"] == f"cache ({spec}): a stored answer, judged again now; nothing was asked"
     )
     assert shown["nonce"] == "not sent"
+    assert "request" not in shown  # nothing was sent
+    assert "url" not in shown
 
 
 def test_ocsp_redis_cache(bench: Bench, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -468,7 +470,7 @@ def test_crl_good_and_revoked_json_field_by_field(
     assert code == 1
     assert report["command"] == "crl"
     assert (report["status"], report["source"], report["url"]) == ("revoked", "crl", url)
-    assert report["crl_issuer"] == CRL_ISSUER
+    assert report["crl_issuer"] == INTERMEDIATE
     assert report["this_update"] == "2026-11-21T12:00:00Z"
     assert report["next_update"] == "2026-11-22T12:00:00Z"
     assert report["seconds_left"] == 86400
@@ -490,7 +492,7 @@ def test_crl_text(bench: Bench, capsys: pytest.CaptureFixture[str]) -> None:
     assert shown["reason"].startswith(f"the {CRL_ISSUER} lists the certificate as revoked")
     assert shown["source"] == "crl (asked now)"
     assert shown["url"] == url
-    assert shown["crl issuer"] == CRL_ISSUER
+    assert shown["crl issuer"] == INTERMEDIATE
     assert shown["this update"] == "2026-11-21 12:00:00 UTC"
     assert shown["next update"] == "2026-11-22 12:00:00 UTC (1d 0h left)"
     assert (shown["entries"], shown["crl number"]) == ("1", "1")
@@ -620,6 +622,9 @@ def inputs(bench: Bench) -> dict[str, str]:
     return {
         "leaf": bench.write(leaf, "usage-leaf.pem"),
         "bare": bench.write(bare, "usage-bare.pem"),
+        "https": bench.write(
+            bench.issuer.issue_cert("localhost", ocsp_url="https://127.0.0.1:9/"), "https.pem"
+        ),
         "stranger": bench.write(stranger, "stranger.pem"),
         "garbage": str(garbage),
         "not_crl": str(not_crl),
@@ -634,7 +639,9 @@ USAGE = [
     (["ocsp", "{garbage}", "--issuer", "{issuer}"], "{garbage} holds no readable certificate"),
     (["ocsp", "{leaf}", "--issuer", "{missing}"], "cannot read certificate {missing}"),
     (["ocsp", "{leaf}", "--issuer", "{stranger}"], "{stranger} is not the issuer of {leaf}"),
-    (["ocsp", "{bare}", "--issuer", "{issuer}"], "nothing to ask"),
+    (["ocsp", "{bare}", "--issuer", "{issuer}"],
+     "{bare}: nothing to ask (the certificate names no OCSP responder); name one with --url"),
+    (["ocsp", "{https}", "--issuer", "{issuer}"], "(or add --allow-https-fetch)"),
     (["ocsp", "{leaf}", "--issuer", "{issuer}", "--url", "ftp://x/"], "not a usable OCSP"),
     (["ocsp", "{leaf}", "--issuer", "{issuer}", "--url", "https://x/"], "--allow-https-fetch"),
     (["ocsp", "{leaf}", "--issuer", "{issuer}", "--timeout", "0"], "not a timeout"),

@@ -316,7 +316,12 @@ class _Query:
             f"{a.url} {a.reason}".lstrip() if a.url else a.reason for a in result.attempts
         )
         option = "--url" if self.source == "ocsp" else "--url or --file"
-        return f"{self.args.cert}: nothing to ask ({reasons or 'no URL'}); name one with {option}"
+        https = any("allow_https_fetch" in a.reason for a in result.attempts)
+        hint = " (or add --allow-https-fetch)" if https else ""
+        return (
+            f"{self.args.cert}: nothing to ask ({reasons or 'no URL'}); "
+            f"name one with {option}{hint}"
+        )
 
 
 def _describe_cache(spec: str | None, store: Store) -> str:
@@ -499,7 +504,7 @@ def _ocsp(args: argparse.Namespace, query: _Query) -> int:
         ("revoked at", shown.revocation_time),
         ("revocation reason", shown.revocation_reason),
         ("nonce", nonce_text),
-        ("request", policy.ocsp_method),
+        ("request", None if cached else policy.ocsp_method),
         ("latency", f"{query.milliseconds:.1f} ms"),
     ]
     _print(args, report, rows)
@@ -574,7 +579,8 @@ def _crl(args: argparse.Namespace, query: _Query) -> int:
     crl = _crl_facts(query, policy, used)
     this_update = crl.this_update if isinstance(crl, CRLIndex) else result.this_update
     next_update = crl.next_update if isinstance(crl, CRLIndex) else result.next_update
-    issuer = crl.responder if crl is not None else result.responder
+    signer = crl.responder if crl is not None else result.responder
+    issuer = signer.removeprefix("CRL from issuer ") if signer else None
     left = _time_left(next_update, query.now)
     report: dict[str, Any] = {
         "command": "crl",

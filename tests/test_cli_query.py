@@ -25,10 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from staplecheck import Policy
 from staplecheck.cli._main import main
+from staplecheck.revocation._plan import make_plan, request_key
+from staplecheck.revocation.stores import open_store
 from staplecheck.testing import CA, CfsslResponder, CRLServer, Identity, OCSPResponder
+from staplecheck.validation._validate import CertPair
 from tests.conftest import IN_CI, NOW, require_program
 from tests.realservers import OpenSSLResponder
 
@@ -793,10 +798,6 @@ def test_cfssl_ocspserve(live_pki: tuple[CA, Path], capsys: pytest.CaptureFixtur
 
 
 def test_policy_crl_urls_are_checked_and_replace_the_distribution_points(bench: Bench) -> None:
-    from staplecheck import Policy
-    from staplecheck.revocation._plan import make_plan
-    from staplecheck.validation._validate import CertPair
-
     with pytest.raises(TypeError):
         Policy(fallback=("crl",), crl_urls="http://x/c.crl")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="absolute"):
@@ -811,3 +812,45 @@ def test_policy_crl_urls_are_checked_and_replace_the_distribution_points(bench: 
     assert own.crl_urls == ("http://127.0.0.1:1/own.crl",)
     assert designated.crl_urls == ("http://127.0.0.1:2/c.crl",)
     assert files.crl_urls == ()
+
+
+def test_a_poisoned_cache_is_refused_and_the_source_asked(
+    bench: Bench, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A forged response planted in the shared SQLite store under the certificate's key
+    is judged again, refused (and said to be), and the responder asked; when the
+    responder is down that is no answer (exit 3), not the forgery's verdict."""
+    spec = f"sqlite:{tmp_path / 'poisoned.db'}"
+    forger = CA(name="staplecheck test intermediate", now=NOW)
+    with responder_for(bench, "revoked") as (responder, leaf_path):
+        leaf = Path(leaf_path).read_bytes()
+        cert = x509.load_pem_x509_certificate(leaf)
+        _request, key = request_key(
+            CertPair(cert.public_bytes(Encoding.DER), bench.issuer.cert.public_bytes(Encoding.DER))
+        )
+        forged = bench.issuer.ocsp_response(cert, "good", this_update=NOW, responder=forger)
+        store = open_store(spec)
+        store.put(key, forged, now=NOW, expires_at=NOW + datetime.timedelta(days=1))
+        store.close()
+        code, report = run_json(capsys, "ocsp", leaf_path, "--issuer", bench.issuer_pem,
+                                "--at", AT, "--cache", spec)  # fmt: skip
+        assert responder.requests == 1
+        responder.stop()
+        # The revoked answer is now stored; a fresh store with the forgery and no
+        # responder: no answer.
+        spec = f"sqlite:{tmp_path / 'poisoned-2.db'}"
+        store = open_store(spec)
+        store.put(key, forged, now=NOW, expires_at=NOW + datetime.timedelta(days=1))
+        store.close()
+        down_code, down = run_json(capsys, "ocsp", leaf_path, "--issuer", bench.issuer_pem,
+                                   "--at", AT, "--cache", spec, "--timeout", "2")  # fmt: skip
+    assert (code, report["status"], report["source"]) == (1, "revoked", "ocsp")
+    first = report["revocation"]["attempts"][0]
+    assert (first["source"], first["outcome"]) == ("cache", "invalid")
+    assert first["reason"].startswith("a stored response was refused: ")
+    assert down_code == 3
+    assert (down["status"], down["source"]) == ("missing", None)
+    assert [(a["source"], a["outcome"]) for a in down["revocation"]["attempts"]] == [
+        ("cache", "invalid"),
+        ("ocsp", "failed"),
+    ]

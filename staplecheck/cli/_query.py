@@ -333,18 +333,24 @@ def _describe_cache(spec: str | None, store: Store) -> str:
 
 def _status_and_code(result: RevocationResult, network: bool) -> tuple[str, str, int]:
     """The status shown, its reason, and the exit code: the engine's definite answer;
-    else the first answer it judged and refused (stale, invalid); else no answer."""
+    else the first answer the source sent that it judged and refused (stale, invalid);
+    else no answer. A stored answer that was refused is no answer from the source (a
+    shared store can lose answers, never forge them): the source's own outcome counts."""
     if result.source is not None and result.status in DEFINITE:
         code = EXIT_OK if result.status is StapleStatus.GOOD else EXIT_VERDICT
         return result.status.value, result.reason, code
-    tried = [a for a in result.attempts if a.outcome != "skipped"]
-    judged = [a for a in tried if a.outcome in _JUDGED]
-    if judged:
-        return judged[0].outcome, judged[0].reason, EXIT_VERDICT
-    failed = [a for a in tried if a.source != "cache"]
-    reason = failed[0].reason if failed else result.reason
+    asked = [a for a in result.attempts if a.outcome != "skipped" and a.source != "cache"]
+    judged = _refused(result)
+    if judged is not None:
+        return judged.outcome, judged.reason, EXIT_VERDICT
+    reason = asked[0].reason if asked else result.reason
     # A file that is no CRL of the issuer is a refusal, not an unreachable source.
     return "missing", reason, EXIT_CONNECTION if network else EXIT_VERDICT
+
+
+def _refused(result: RevocationResult) -> Attempt | None:
+    """The first answer from the source itself (not the cache) that was judged."""
+    return next((a for a in result.attempts if a.source != "cache" and a.outcome in _JUDGED), None)
 
 
 def _time_left(moment: datetime.datetime | None, now: datetime.datetime) -> str | None:
@@ -441,7 +447,7 @@ def _ocsp(args: argparse.Namespace, query: _Query) -> int:
     if result.source == "ocsp" and observer.first is not None:
         answer, url = observer.first.result, observer.first.url
     elif result.source is None:
-        refused = next((a for a in result.attempts if a.outcome in _JUDGED), None)
+        refused = _refused(result)
         if refused is not None:
             answer, url = observer.verdict_of(refused), refused.url
     shown: StapleResult | RevocationResult = answer or result

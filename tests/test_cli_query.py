@@ -854,3 +854,16 @@ def test_a_poisoned_cache_is_refused_and_the_source_asked(
         ("cache", "invalid"),
         ("ocsp", "failed"),
     ]
+
+
+def test_a_must_staple_certificate_is_asked_too(
+    bench: Bench, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Connections need a staple for it (RFC 7633); a direct query still asks."""
+    with OCSPResponder(bench.issuer, clock=fixed_clock) as responder:
+        leaf = bench.issuer.issue_cert("localhost", must_staple=True, ocsp_url=responder.url)
+        responder.set_status(leaf, "good")
+        path = bench.write(leaf, "must-staple.pem")
+        code, report = run_json(capsys, "ocsp", path, "--issuer", bench.issuer_pem, "--at", AT)
+        assert responder.requests == 1
+    assert (code, report["status"], report["source"]) == (0, "good", "ocsp")

@@ -436,12 +436,19 @@ def _run_demo(args: argparse.Namespace) -> int:
 # --- input ----------------------------------------------------------------------------
 
 
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+"""The largest certificate, CA or staple file read (``/dev/zero`` is not read forever)."""
+
+
 def _read_file(path: str, what: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            return f.read()
+            data = f.read(MAX_INPUT_BYTES + 1)
     except OSError as error:
         raise UsageError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise UsageError(f"{what} {path} is larger than {MAX_INPUT_BYTES} bytes")
+    return data
 
 
 def load_certificate(path: str) -> x509.Certificate:

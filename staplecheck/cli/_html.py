@@ -140,6 +140,10 @@ def _date(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _table_date(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
 def _short_date(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%d")
 
@@ -301,14 +305,13 @@ _COLUMNS = (
     ("outcome", "Outcome"),
     ("tls", "TLS"),
     ("staple", "Staple"),
-    ("staple_expires", "Staple expires"),
+    ("staple_expires", "Staple expires (UTC)"),
     ("must_staple", "Must-staple"),
     ("responder", "Responder"),
     ("latency", "Latency"),
     ("agree", "Agree"),
     ("revocation", "Revocation"),
-    ("cert_expires", "Certificate expires"),
-    ("subject", "Subject"),
+    ("cert_expires", "Certificate expires (UTC)"),
     ("problems", "Error / warnings"),
 )
 
@@ -332,10 +335,12 @@ def _flag(value: object) -> tuple[str | None, SortKey]:
 def _expiry_cell(expiry: _Expiry, warn_seconds: float) -> str:
     if not expiry.known or expiry.seconds_left is None:
         return _cell(None)
-    css = "expired" if expiry.seconds_left < 0 else "soon" if expiry.within(warn_seconds) else ""
-    left = _left(expiry.seconds_left)
-    text = f"{_date(expiry.at)} ({left})" if expiry.at is not None else left
-    return _cell(text, css)
+    css = _expiry_class(expiry, warn_seconds)
+    klass = f' class="date {css}"' if css else ' class="date"'
+    left = f'<span class="left">{_e(_left(expiry.seconds_left))}</span>'
+    if expiry.at is None:
+        return f"<td{klass}>{left}</td>"
+    return f'<td{klass}><span class="when">{_e(_table_date(expiry.at))}</span> {left}</td>'
 
 
 def _status_key(value: object) -> tuple[str | None, SortKey]:
@@ -382,8 +387,6 @@ def _row_html(row: _Row, warn_seconds: float) -> tuple[str, list[SortKey]]:
         key,
     )
     add(_expiry_cell(row.cert_expiry, warn_seconds), row.cert_expiry.sort_key())
-    subject, key = _status_key(row.certificate.get("subject"))
-    add(_cell(subject, "subject"), key)
     problems = [p for p in [_text(record.get("error")), *_strings(record.get("warnings"))] if p]
     if record.get("no_revocation_source") is True:
         problems.append("no revocation source")
@@ -411,8 +414,10 @@ def _table(rows: Sequence[_Row], warn_seconds: float) -> tuple[str, str]:
         body.append(html_row)
         keys.append(row_keys)
     table = (
-        '<table id="scan-table">\n'
-        f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+        '<div class="table-wrap"><table id="scan-table">\n'
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        + "\n".join(body)
+        + "\n</tbody>\n</table></div>"
     )
     data = {"columns": [key for key, _ in _COLUMNS], "rows": keys}
     return table, _json_for_script(data)
@@ -481,10 +486,11 @@ def _bar(
     end: datetime.datetime,
     css: str,
     what: str,
+    now: datetime.datetime,
 ) -> str:
     x0, x1 = axis.x(start), axis.x(end)
     width = max(x1 - x0, MIN_BAR)
-    dates = f"{_short_date(start)} → {_short_date(end)}"
+    dates = f"{_short_date(start)} → {_short_date(end)} ({_left((end - now).total_seconds())})"
     return (
         f'<rect class="bar {css}" x="{x0:.2f}" y="{lane_y:.0f}" width="{width:.2f}" '
         f'height="{BAR_HEIGHT:.0f}"><title>{_e(what)}: {_e(_date(start))} → {_e(_date(end))}'
@@ -520,12 +526,12 @@ def _timeline(row: _Row, now: datetime.datetime, warn_seconds: float) -> str:
     cert_y, staple_y = _LANES[0][1], _LANES[1][1]
     if cert is not None:
         css = "cert " + _expiry_class(row.cert_expiry, warn_seconds)
-        parts.append(_bar(axis, cert_y, cert[0], cert[1], css.strip(), "certificate valid"))
+        parts.append(_bar(axis, cert_y, cert[0], cert[1], css.strip(), "certificate valid", now))
     else:
         parts.append(_note(cert_y, "no readable validity dates"))
     if this_update is not None and staple_end is not None:
         css = f"staple status-{_css_word(_text(row.staple.get('status')))}"
-        parts.append(_bar(axis, staple_y, this_update, staple_end, css, "staple current"))
+        parts.append(_bar(axis, staple_y, this_update, staple_end, css, "staple current", now))
     elif this_update is not None:
         x = axis.x(this_update)
         parts.append(
@@ -612,11 +618,14 @@ h3 { font-size: 1rem; margin: 0 0 .25rem; overflow-wrap: anywhere; }
 .card.alert { border-color: #d4a72c; background: #fff8c5; }
 .card-error.alert, .card-unreachable.alert, .card-refused.alert, .card-revoked.alert,
 .card-other.alert { border-color: #cf222e; background: #ffebe9; }
-table { border-collapse: collapse; font-size: .85rem; width: 100%; }
-th, td { border: 1px solid #d0d7de; padding: .25rem .4rem; text-align: left;
+table { border-collapse: collapse; font-size: .8rem; width: 100%; }
+th, td { border: 1px solid #d0d7de; padding: .2rem .35rem; text-align: left;
   vertical-align: top; }
-td.target, td.subject, td.problems { overflow-wrap: anywhere; min-width: 8rem; }
-th { background: #f6f8fa; position: sticky; top: 0; white-space: nowrap; }
+td.target, td.problems { overflow-wrap: break-word; }
+td.date .when { white-space: nowrap; }
+td.date .left { display: block; font-size: .9em; }
+th { background: #f6f8fa; position: sticky; top: 0; }
+.table-wrap { overflow-x: auto; }
 th a { color: inherit; text-decoration: none; }
 th[aria-sort="ascending"] a::after { content: " \\25B2"; }
 th[aria-sort="descending"] a::after { content: " \\25BC"; }

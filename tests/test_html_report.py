@@ -466,6 +466,31 @@ def test_missing_null_and_wrong_typed_fields_render() -> None:
     assert json.dumps(scan_data(page))  # the JSON block parses
 
 
+def test_seconds_left_stands_in_for_an_unreadable_date() -> None:
+    records = [
+        {
+            "target": "a.example",
+            "outcome": "ok",
+            "certificate": {"not_after": "garbage", "seconds_left": 5 * 86400},
+        },
+        {"target": "b.example", "outcome": "ok", "certificate": {"not_after": "2026-11-23T12:00Z"}},
+    ]
+    page = render_report(records, now=NOW)
+    reader = read_page(page)
+    assert summary(reader)["expiring"] == 2
+    assert row_targets(page) == ["b.example", "a.example"]  # soonest first
+    assert "in 5 d" in reader.by_id["row-0"].text
+    assert "2026-11-23 12:00 in 2 d" in reader.by_id["row-1"].text
+    data = scan_data(page)
+    column = data["columns"].index("cert_expires")
+    keys = {row[0]: row[column] for row in data["rows"]}
+    assert keys == {
+        "a.example": NOW.timestamp() + 5 * 86400,
+        "b.example": NOW.timestamp() + 2 * 86400,
+    }
+    assert timelines(page) == {}  # nothing to draw without both dates
+
+
 HOSTILE = (
     "</script><script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
 )

@@ -125,7 +125,7 @@ def _strings(value: object) -> list[str]:
     """A list of strings, cleaned, at most MAX_LIST of them (plus a count)."""
     if value is None:
         return []
-    if isinstance(value, str) or not isinstance(value, Sequence):
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         return [_UNREADABLE]
     shown = [_text(item) or "" for item in value[:MAX_LIST]]
     if len(value) > MAX_LIST:
@@ -178,6 +178,8 @@ class _Expiry:
 
     at: datetime.datetime | None
     seconds_left: float | None
+    sort_key: float | None
+    """Seconds since 1970: the table sorts by it."""
 
     @property
     def known(self) -> bool:
@@ -186,18 +188,15 @@ class _Expiry:
     def within(self, warn_seconds: float) -> bool:
         return self.seconds_left is not None and self.seconds_left <= warn_seconds
 
-    def sort_key(self) -> float | None:
-        if self.at is not None:
-            return (self.at - _EPOCH).total_seconds()
-        return self.seconds_left
-
 
 def _expiry(at_value: object, left_value: object, now: datetime.datetime) -> _Expiry:
     at = _time(at_value)
     if at is not None:
-        return _Expiry(at, (at - now).total_seconds())
+        return _Expiry(at, (at - now).total_seconds(), (at - _EPOCH).total_seconds())
     # No readable date: the scan's own count of seconds, taken at the scan.
-    return _Expiry(None, _number(left_value))
+    left = _number(left_value)
+    key = None if left is None else (now - _EPOCH).total_seconds() + left
+    return _Expiry(None, left, key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,7 +366,7 @@ def _row_html(row: _Row, warn_seconds: float) -> tuple[str, list[SortKey]]:
     add(_cell(tls), key)
     status, key = _status_key(row.staple.get("status"))
     add(_cell(status, f"status status-{_css_word(status)}", _text(row.staple.get("reason"))), key)
-    add(_expiry_cell(row.staple_expiry, warn_seconds), row.staple_expiry.sort_key())
+    add(_expiry_cell(row.staple_expiry, warn_seconds), row.staple_expiry.sort_key)
     text, key = _flag(record.get("must_staple"))
     add(_cell(text), key)
     status, key = _status_key(row.responder.get("status"))
@@ -386,7 +385,7 @@ def _row_html(row: _Row, warn_seconds: float) -> tuple[str, list[SortKey]]:
         _cell(shown, f"status status-{_css_word(status)}", _text(row.revocation.get("reason"))),
         key,
     )
-    add(_expiry_cell(row.cert_expiry, warn_seconds), row.cert_expiry.sort_key())
+    add(_expiry_cell(row.cert_expiry, warn_seconds), row.cert_expiry.sort_key)
     problems = [p for p in [_text(record.get("error")), *_strings(record.get("warnings"))] if p]
     if record.get("no_revocation_source") is True:
         problems.append("no revocation source")

@@ -881,6 +881,21 @@ def test_chromium_sorts_by_the_fragment(
     assert all(headers[c].attrs["aria-sort"] == "none" for c in headers if c != column)
 
 
+def test_chromium_without_javascript_shows_the_plain_table(fleet: Fleet, tmp_path: Path) -> None:
+    # Chromium's --dump-dom needs scripting on, so the page goes without its script.
+    page = tmp_path / "report.html"
+    text = render_report(fleet.records, now=NOW)
+    without, removed = re.subn(r"<script>.*?</script>", "", text, flags=re.S)
+    assert removed == 1
+    page.write_text(without, encoding="utf-8")
+    dom = dump_dom(page, "#sort=-target")
+    reader = read_page(dom)
+    assert "data-sorted" not in reader.by_id["scan-table"].attrs
+    assert row_targets(dom) == row_targets(text)  # the default order, every row
+    assert summary(reader)["total"] == 8
+    assert len(reader.tags("svg")) == 6
+
+
 def test_chromium_screenshot_is_the_page(fleet: Fleet, tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text(render_report(fleet.records, now=NOW), encoding="utf-8")

@@ -271,6 +271,30 @@ def test_crls_answer_too(tmp_path: Path) -> None:
         assert (error.revocation.status, error.revocation.source) == (StapleStatus.REVOKED, "crl")
 
 
+class BrokenChecker(staplecheck.RevocationChecker):
+    """A caller's checker whose store is down: it raises instead of answering."""
+
+    def check(self, *args: Any, **kwargs: Any) -> staplecheck.RevocationResult:
+        raise RuntimeError("the store is down")
+
+
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail+ocsp"])
+def test_a_failing_checker_refuses(mode: str, live: LivePKI, serve: Serve) -> None:
+    """Fail closed, even under soft-fail: the error is the checker's own, not an
+    answer nobody gave; and it reaches the caller as a refusal, never raw."""
+    server = serve(live.leaf)
+
+    async def go() -> None:
+        async with new_session(live, POLICIES[mode], revocation=BrokenChecker()) as session:
+            with pytest.raises(aiohttp.ClientConnectionError) as refused:
+                await fetch(session, server.url)
+        error = refusal(refused.value)
+        assert isinstance(error, RevocationError)
+        assert "the store is down" in error.revocation.reason
+
+    run(go())
+
+
 def test_host_policies(live: LivePKI, serve: Serve) -> None:
     server = serve(live.leaf)
     policies = HostPolicies("soft-fail", {"localhost": "must-staple"})

@@ -589,7 +589,7 @@ def test_the_request_timeout_bounds_the_check(live: LivePKI, serve: Serve) -> No
             assert error.revocation.status is StapleStatus.MISSING
             return time.monotonic() - started
 
-    assert 0.4 < run(go()) < 3
+    assert 0.4 < run(go()) < 5  # the policy alone would have waited 10 s
 
 
 def test_cancellation_mid_handshake_leaves_no_socket(live: LivePKI) -> None:

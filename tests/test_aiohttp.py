@@ -294,6 +294,9 @@ class BrokenChecker(staplecheck.RevocationChecker):
     def check(self, *args: Any, **kwargs: Any) -> staplecheck.RevocationResult:
         raise RuntimeError("the store is down")
 
+    async def check_async(self, *args: Any, **kwargs: Any) -> staplecheck.RevocationResult:
+        raise RuntimeError("the store is down")
+
 
 @pytest.mark.parametrize("mode", ["hard-fail", "soft-fail+ocsp"])
 def test_a_failing_checker_refuses(mode: str, live: LivePKI, serve: Serve) -> None:
@@ -625,8 +628,8 @@ def test_cancellation_mid_handshake_leaves_no_socket(live: LivePKI) -> None:
 
 
 def test_cancellation_during_the_check_leaves_no_socket(live: LivePKI, serve: Serve) -> None:
-    """Cancelled while the worker thread waits for a held responder: the TLS connection
-    is aborted at once; the thread's own query ends with the budget (1 s)."""
+    """Cancelled while the check waits for a held responder: the check is cancelled and
+    the TLS connection aborted; no socket stays open (the responder's included)."""
     server = serve(live.leaf)
     asked = live.responder.requests + 1
 

@@ -5,7 +5,7 @@ its handshake (chain and host name verified by OpenSSL under ``CERT_REQUIRED`` a
 ``check_hostname``) the verified chain can be read, and staplecheck judges it exactly as
 a handshake that got no staple: the same :class:`Policy` methods decide, and the
 revocation fallback (live OCSP, CRLs, the store) answers where the policy has one. The
-check runs off the event loop, before the connection carries a request.
+check never blocks the event loop, and runs before the connection carries a request.
 """
 
 from __future__ import annotations
@@ -225,9 +225,11 @@ async def _check(
     timeout: float | None,
     host: str | None,
 ) -> RevocationResult:
-    """The revocation fallback, off the event loop. The one place that calls the
-    checker: an async-native ``checker.check_async`` replaces this thread."""
-    return await asyncio.to_thread(checker.check, chain, policy, staple, timeout=timeout, host=host)
+    """The revocation fallback, awaited on the event loop: the checker's async
+    fetchers ask responders and distribution points without a thread (a store or
+    fetcher of the caller's own runs in a worker thread); the verdict, cache and
+    single-flight are those of sync callers."""
+    return await checker.check_async(chain, policy, staple, timeout=timeout, host=host)
 
 
 async def _judge(

@@ -507,7 +507,9 @@ class _AsyncTLSStream(httpcore.AsyncNetworkStream):
         self._ssl_object = StapleSSLObject(engine.connection)
         # One event loop thread: OpenSSL calls never interleave, but a send can await
         # in the middle, so draining+sending is one step under a lock (records in order).
-        self._send_lock = anyio.Lock()
+        # Uncontended (nearly always), the lock is taken without a trip through the event
+        # loop: the send or receive that follows is the checkpoint.
+        self._send_lock = anyio.Lock(fast_acquire=True)
 
     async def _flush(self, timeout: float | None) -> None:
         async with self._send_lock:

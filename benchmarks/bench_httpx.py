@@ -179,9 +179,11 @@ def sync_clients(
     return clients
 
 
-def sync_round_robin(clients: list[SyncClient], rounds: int, warmup: int, seconds: float) -> int:
+def sync_round_robin(
+    clients: list[SyncClient], rounds: int, warmup: int, seconds: float, least: int
+) -> int:
     """One request per client per round, the first client rotating; returns timed rounds
-    (stops at whole rounds once ``seconds`` have passed, 30 rounds at least)."""
+    (stops at whole rounds once ``seconds`` have passed, ``least`` rounds at least)."""
     deadline = time.monotonic() + seconds
     done = 0
     for number in range(warmup + rounds):
@@ -199,7 +201,7 @@ def sync_round_robin(clients: list[SyncClient], rounds: int, warmup: int, second
                 entry.cpu.append(cpu)
         if number >= warmup:
             done += 1
-            if done >= 30 and time.monotonic() > deadline:
+            if done >= least and time.monotonic() > deadline:
                 break
     for entry in clients:
         entry.client.close()
@@ -262,7 +264,7 @@ async def async_batch(entry: AsyncClient) -> int:
 
 
 async def async_round_robin(
-    clients: list[AsyncClient], rounds: int, warmup: int, seconds: float
+    clients: list[AsyncClient], rounds: int, warmup: int, seconds: float, least: int
 ) -> int:
     deadline = time.monotonic() + seconds
     done = 0
@@ -275,7 +277,7 @@ async def async_round_robin(
                     entry.samples.append(elapsed)
             if number >= warmup:
                 done += 1
-                if done >= 3 and time.monotonic() > deadline:
+                if done >= least and time.monotonic() > deadline:
                     break
     finally:
         for entry in clients:
@@ -293,6 +295,7 @@ def run_async(
     rounds: int,
     warmup: int,
     seconds: float,
+    least: int,
 ) -> list[AsyncClient]:
     clients = []
     for kind in ("plain", "soft-fail"):
@@ -305,7 +308,7 @@ def run_async(
         clients.append(AsyncClient(kind, client, url, headers, version, batch))
 
     async def main() -> None:
-        await async_round_robin(clients, rounds, warmup, seconds)
+        await async_round_robin(clients, rounds, warmup, seconds, least)
 
     anyio.run(main, backend=backend)
     return clients
@@ -382,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     if not trio:
         shares["asyncio"] += shares.pop("trio")
     warm = 10 if args.quick else 30
+    least = 10 if args.quick else 30  # sync rounds at least (async: least // 5 batches)
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     rows: list[tuple[str, str, str]] = []
@@ -396,11 +400,11 @@ def main(argv: list[str] | None = None) -> int:
                 if 1 not in only:
                     kinds = ("soft-fail", "off")
                 new = sync_clients(server, root, "new", kinds, new=True)
-                sync_round_robin(new, 100000, warm, shares["new"] * budget)
+                sync_round_robin(new, 100000, warm, shares["new"] * budget, least)
                 phases["new"] = ("new", new)
             if 2 in only:
                 kept = sync_clients(server, root, "keep", ("plain", "soft-fail"), new=False)
-                sync_round_robin(kept, 1000000, warm * 3, shares["keep"] * budget)
+                sync_round_robin(kept, 1000000, warm * 3, shares["keep"] * budget, least)
                 phases["keep"] = ("one", kept)
             if 4 in only:
                 for backend in ("asyncio", "trio") if trio else ("asyncio",):
@@ -411,8 +415,9 @@ def main(argv: list[str] | None = None) -> int:
                         backend,
                         http2=False,
                         rounds=1000,
-                        warmup=1,
+                        warmup=0 if args.quick else 1,
                         seconds=shares[backend] * budget,
+                        least=least // 5,
                     )
                     phases[backend] = ("new", clients)
             if 5 in only:
@@ -425,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
                     rounds=100000,
                     warmup=warm,
                     seconds=shares["h2"] * budget,
+                    least=least,
                 )
                 phases["h2"] = ("one", h2)
             log_summary = check_access_log(server.access_log(), phases)

@@ -7,7 +7,8 @@ benchmarks/bench_httpx.py); over any other TCP backend it keeps the memory-BIO s
 a real TLS server on 127.0.0.1 (the stdlib's ``http.server`` over ``ssl``): keep-alive
 on one connection, 8 MB bodies both ways, read and handshake timeouts, a body ended by
 a bare TCP close (ragged EOF), an idle connection the server closed (``is_readable``),
-a reset during the handshake (a network error, not a TLS refusal), and sockets closed.
+a reset during the handshake (a network error, not a TLS refusal), sockets closed,
+and HTTP/2 shared by 8 threads (nginx).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import pytest
 httpx = pytest.importorskip("staplecheck.clients._httplib").httpx
 
 import staplecheck.httpx as sh  # noqa: E402
+from staplecheck import StapleStatus  # noqa: E402
 from staplecheck.clients import _httpcore  # noqa: E402
 from staplecheck.testing import CA  # noqa: E402
-from tests.httpx_helpers import SilentServer  # noqa: E402
+from tests.conftest import require_program  # noqa: E402
+from tests.httpx_helpers import Http2Nginx, SilentServer  # noqa: E402
 
 BIG = 8 * 1024 * 1024
 KINDS = ("socket", "memory")
@@ -216,3 +219,53 @@ def test_closing_the_client_closes_the_socket(client: Any, server: Server) -> No
     assert sock.fileno() >= 0
     client.close()
     assert sock.fileno() == -1
+
+
+@pytest.fixture(scope="module")
+def nginx_h2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    """nginx with HTTP/2 on, stapling a good response for its leaf."""
+    require_program("nginx")
+    pytest.importorskip("h2")
+    directory = tmp_path_factory.mktemp("streams-h2")
+    root = CA(key_type="ecdsa", name="streams h2 root")
+    intermediate = root.create_intermediate(key_type="ecdsa", name="streams h2 ca")
+    leaf = intermediate.issue_cert("localhost", key_type="ecdsa")
+    chain, key = leaf.write(directory, "localhost")
+    staple = directory / "staple.der"
+    staple.write_bytes(intermediate.ocsp_response(leaf, "good"))
+    with Http2Nginx(chain, key, staple) as server:
+        yield root.write_trust(directory / "root.pem"), server
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_http2_shared_by_threads(kind: str, nginx_h2: tuple[str, Any]) -> None:
+    """httpcore's sync HTTP/2 reads and writes one connection from several threads:
+    8 threads, 10 requests each, every response whole, one connection, one good
+    staple verdict."""
+    root, server = nginx_h2
+    transport = sh.StapleTransport("soft-fail", verify=root, http2=True)
+    transport.network_backend.own_tcp = kind == "socket"
+    responses: list[Any] = []
+    failures: list[BaseException] = []
+    with httpx.Client(transport=transport) as made:
+
+        def work() -> None:
+            try:
+                for _ in range(10):
+                    responses.append(made.get(server.url(), timeout=30))
+            except BaseException as error:  # noqa: BLE001 - reported below
+                failures.append(error)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert failures == []
+    assert len(responses) == 80
+    assert {(r.status_code, r.text, r.http_version) for r in responses} == {(200, "ok\n", "HTTP/2")}
+    assert {type(stream_of(r)) for r in responses} == {STREAM_CLASSES[kind]}
+    assert len({id(stream_of(r)) for r in responses}) == 1
+    verdict = responses[0].extensions["staple"]
+    assert verdict is not None
+    assert verdict.status is StapleStatus.GOOD

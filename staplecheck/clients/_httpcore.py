@@ -1,14 +1,19 @@
-"""httpcore network backends whose TLS is a :class:`StapleConnection` over memory BIOs.
+"""httpcore network backends whose TLS is a :class:`StapleConnection`.
 
 httpcore opens a TCP stream through its ``NetworkBackend`` and then calls the stream's
 ``start_tls()`` with a stdlib ``ssl.SSLContext``, which cannot ask for a staple. The
 streams here ignore that context: ``start_tls()`` runs pyOpenSSL over the stream's
 bytes (memory BIOs, so the same code serves sockets, CONNECT tunnels and AnyIO
 streams), with the trust, client certificate and ALPN protocols the transport was
-configured with. The staple is judged in OpenSSL's callback (no I/O there); the
+configured with. The sync backend's own TCP streams are the exception: there
+pyOpenSSL drives the socket itself (:class:`_SyncSocketTLSStream`), which takes a
+Python round of BIO copies and socket calls out of every read and write.
+
+The staple is judged in OpenSSL's callback (no I/O there); the
 revocation fallback (network I/O) runs after the handshake and before any HTTP byte:
-in the calling thread for the sync backend, in a worker thread for the async one, so
-the event loop never waits on a responder.
+in the calling thread for the sync backend, awaited on the event loop for the async one
+(``check_revocation_async``: the async fetchers, no thread), so the loop never blocks
+on a responder.
 
 Every failure of ``start_tls()`` is an httpcore ``ConnectError`` (``ConnectTimeout``)
 whose ``__cause__`` is staplecheck's error (``StapleError``, ``RevocationError``) or
@@ -17,8 +22,10 @@ the ``ssl`` error for chain and host name failures.
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
+import time
 import typing
 from collections.abc import Iterable, Sequence
 
@@ -26,6 +33,7 @@ import anyio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
+from urllib3.util import wait_for_read, wait_for_write
 
 from ..revocation import RevocationResult
 from ..tls._hostname import peercert_dict
@@ -281,6 +289,125 @@ class _SyncTLSStream(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
+class _SyncSocketTLSStream(httpcore.NetworkStream):
+    """TLS that pyOpenSSL runs on the socket itself (OpenSSL's socket BIO), used over
+    httpcore's own TCP streams: each read or write is one OpenSSL call that makes its
+    own system call, in C, as the stdlib's ``ssl`` socket does for plain httpx, where
+    the memory-BIO stream costs a Python round of BIO copies and socket calls per read
+    and per write (measured: 8% per keep-alive request, benchmarks/bench_httpx.py).
+
+    The socket is non-blocking: OpenSSL's "want read/write" is waited for here, each
+    call within its own ``timeout`` (httpcore's per-operation timeouts). Errors,
+    timeouts, the ragged EOF and ``is_readable`` are as :class:`_SyncTLSStream`'s.
+    """
+
+    def __init__(
+        self,
+        inner: httpcore.NetworkStream,
+        sock: socket.socket,
+        backend: StapleBackend,
+        host: str | None,
+    ) -> None:
+        self._inner = inner
+        self._sock = sock
+        sock.setblocking(False)
+        self._connection = StapleConnection(
+            backend.context, sock, server_hostname=host, defer_revocation=True
+        )
+        if backend.alpn:
+            self._connection.set_alpn_protos(list(backend.alpn))
+        self._ssl_object = StapleSSLObject(self._connection)
+        # httpcore's HTTP/2 reads and writes from different threads: OpenSSL calls are
+        # serialized (never the waits), and one write's records go out in one piece.
+        self._ssl_lock = threading.RLock()
+        self._send_lock = threading.Lock()
+
+    def _call(
+        self,
+        timeout: float | None,
+        expired: type[Exception],
+        operation: typing.Callable[..., typing.Any],
+        *args: typing.Any,
+    ) -> typing.Any:
+        """``operation(*args)``, waiting for the socket whenever OpenSSL wants it, at
+        most ``timeout`` seconds in all; raises ``expired`` past that."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._ssl_lock:
+                try:
+                    return operation(*args)
+                except SSL.WantReadError:
+                    wait = wait_for_read
+                except SSL.WantWriteError:
+                    wait = wait_for_write
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not wait(self._sock, left):
+                raise expired("timed out")
+
+    def handshake(self, timeout: float | None) -> None:
+        try:
+            self._call(timeout, TimeoutError, self._connection.do_handshake)
+        except ssl.SSLError as error:
+            cause = error.__cause__
+            if isinstance(cause, SSL.SysCallError) and cause.args and cause.args[0] not in (-1, 0):
+                # The socket failed (a reset): a network error, as on the memory path,
+                # not a TLS refusal.
+                raise httpcore.ConnectError(str(error)) from error
+            raise
+        self._connection.check_revocation(timeout)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            data: bytes = self._call(
+                timeout, httpcore.ReadTimeout, self._connection.recv, max_bytes
+            )
+        except SSL.ZeroReturnError:
+            return b""
+        except SSL.SysCallError as error:
+            if error.args and error.args[0] in (-1, 0):
+                return b""  # the TCP stream ended without a close_notify (ragged EOF)
+            raise httpcore.ReadError(f"TLS error: {error}") from error
+        except SSL.Error as error:
+            if _ragged_eof(error):
+                # No close_notify: what the stdlib's default suppress_ragged_eofs
+                # gives httpcore too; HTTP framing decides whether the body is whole.
+                return b""
+            raise httpcore.ReadError(f"TLS error: {error}") from error
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        view = memoryview(buffer)
+        with self._send_lock:
+            while view:
+                try:
+                    sent = self._call(timeout, httpcore.WriteTimeout, self._connection.send, view)
+                except SSL.Error as error:
+                    raise httpcore.WriteError(f"TLS error: {error}") from error
+                view = view[sent:]
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("staplecheck does not run TLS inside TLS (an https:// proxy)")
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        if info == "ssl_object":
+            return self._ssl_object
+        if info == "is_readable":
+            with self._ssl_lock:
+                buffered = self._connection.pending() > 0
+            return buffered or self._inner.get_extra_info("is_readable")
+        return self._inner.get_extra_info(info)
+
+
 class _SyncPlainStream(httpcore.NetworkStream):
     """A TCP stream whose ``start_tls`` is staplecheck's."""
 
@@ -304,8 +431,13 @@ class _SyncPlainStream(httpcore.NetworkStream):
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
         # ssl_context is httpcore's stdlib context: unused (it cannot ask for a staple).
+        stream: _SyncTLSStream | _SyncSocketTLSStream
         try:
-            stream = _SyncTLSStream(self._inner, self._backend.engine(server_hostname))
+            sock = self._inner.get_extra_info("socket") if self._backend.own_tcp else None
+            if type(sock) is socket.socket:  # httpcore's own TCP stream: no buffer of its own
+                stream = _SyncSocketTLSStream(self._inner, sock, self._backend, server_hostname)
+            else:
+                stream = _SyncTLSStream(self._inner, self._backend.engine(server_hostname))
             stream.handshake(timeout)
         except Exception as error:
             self._inner.close()
@@ -335,6 +467,8 @@ class StapleBackend(httpcore.NetworkBackend):
     ) -> None:
         self.context = context
         self.alpn = tuple(alpn)
+        self.own_tcp = tcp is None
+        """httpcore's own TCP streams, whose sockets TLS can drive directly."""
         self._tcp = tcp or httpcore.SyncBackend()
 
     def engine(self, host: str | None) -> _Engine:
@@ -374,7 +508,9 @@ class _AsyncTLSStream(httpcore.AsyncNetworkStream):
         self._ssl_object = StapleSSLObject(engine.connection)
         # One event loop thread: OpenSSL calls never interleave, but a send can await
         # in the middle, so draining+sending is one step under a lock (records in order).
-        self._send_lock = anyio.Lock()
+        # Uncontended (nearly always), the lock is taken without a trip through the event
+        # loop: the send or receive that follows is the checkpoint.
+        self._send_lock = anyio.Lock(fast_acquire=True)
 
     async def _flush(self, timeout: float | None) -> None:
         async with self._send_lock:
@@ -476,7 +612,8 @@ class _AsyncPlainStream(httpcore.AsyncNetworkStream):
 
 class AsyncStapleBackend(httpcore.AsyncNetworkBackend):
     """An httpcore ``AsyncNetworkBackend`` (asyncio and trio, through AnyIO) whose TLS
-    checks staples; the revocation fallback runs in a worker thread."""
+    checks staples; the revocation fallback is awaited (``check_async``), never blocking
+    the loop."""
 
     def __init__(
         self,

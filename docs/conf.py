@@ -62,6 +62,16 @@ autodoc_preserve_defaults = True
 # (httpx's handle_request docstring is not written for this site).
 autodoc_inherit_docstrings = False
 
+# The modules whose __all__ is the public API (docs/architecture.md), one page each in
+# docs/reference/; docs/build.py checks that every name in them has an entry.
+PUBLIC_MODULES = (
+    "staplecheck",
+    "staplecheck.httpx",
+    "staplecheck.revocation",
+    "staplecheck.revocation.stores",
+    "staplecheck.testing",
+)
+
 html_theme = "furo"
 html_title = f"staplecheck {release}"
 

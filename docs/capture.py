@@ -1,0 +1,276 @@
+"""Capture the ``staplecheck`` command's real output for the command pages.
+
+Starts local servers with :mod:`staplecheck.testing` (stapling servers, an OCSP
+responder, a CRL server, all on 127.0.0.1), runs each command as a user would (a
+subprocess, ``python -m staplecheck ...``, in a scratch directory), and writes the
+command line, what it printed and its exit code to ``docs/_captured/NAME.txt``. The
+pages in ``docs/cli/`` include those files, and CI runs this script before the strict
+build (``docs/build.py``), so the output they show is real and current. A command
+whose exit code is not the one the page describes stops the capture.
+
+Adding a command: write its capture function, name it in ``COMMANDS``, and add its
+page ``docs/cli/NAME.md`` with one line in the toctree of ``docs/cli.md``.
+``tests/test_docs_site.py`` fails while a subcommand of the parser has no entry here
+or no page.
+
+Usage: ``python docs/capture.py [OUTPUT_DIR]`` (default ``docs/_captured``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from staplecheck.testing import CA, CRLServer, OCSPResponder, StaplingServer
+
+DOCS = Path(__file__).resolve().parent
+DEFAULT_OUTPUT = DOCS / "_captured"
+
+# The fixed moment verify's examples are judged at (verify --at): the files are made
+# at this time, so their output is the same on every run.
+VERIFY_NOW = datetime.datetime(2026, 11, 21, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+class Session:
+    """Runs ``staplecheck`` in one scratch directory and writes transcripts."""
+
+    def __init__(self, workdir: Path, output: Path) -> None:
+        self.workdir = workdir
+        self.output = output
+        self.written: list[str] = []
+
+    def run(self, *args: str, expect: int, show_status: bool = True) -> str:
+        """One ``$ staplecheck ARGS`` transcript: the output, then ``echo $?``."""
+        env = dict(os.environ, COLUMNS="100")
+        env.pop("NO_COLOR", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "staplecheck", *args],
+            cwd=self.workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        command = shlex.join(["staplecheck", *args])
+        if done.returncode != expect:
+            raise SystemExit(
+                f"capture: {command} exited {done.returncode}, not {expect}:\n{done.stdout}"
+            )
+        transcript = f"$ {command}\n{done.stdout}"
+        if show_status:
+            transcript += f"$ echo $?\n{done.returncode}\n"
+        return transcript
+
+    def write(self, name: str, *transcripts: str) -> None:
+        path = self.output / f"{name}.txt"
+        path.write_text("".join(transcripts), encoding="utf-8")
+        self.written.append(name)
+
+
+# --- verify ------------------------------------------------------------------------
+
+
+def capture_verify(session: Session) -> None:
+    # The files of docs/cli/verify.md's setup script, made the same way.
+    issuer = CA(now=VERIFY_NOW).create_intermediate()
+    server = issuer.issue_cert("localhost", must_staple=True, serial_number=0x1234)
+    files = {
+        "leaf.pem": server.cert_pem,
+        "issuer.pem": issuer.cert_pem,
+        "good.der": issuer.ocsp_response(server),
+        "revoked.der": issuer.ocsp_response(server, "revoked", revocation_reason="keyCompromise"),
+        "empty.der": b"",
+    }
+    for name, data in files.items():
+        (session.workdir / name).write_bytes(data)
+    files_args = ("--cert", "leaf.pem", "--issuer", "issuer.pem")
+    run = session.run
+    session.write(
+        "verify-good",
+        run("verify", "good.der", *files_args, "--at", "2026-11-21T12:30:00Z", expect=0),
+    )
+    session.write(
+        "verify-stale",
+        run("verify", "good.der", *files_args, "--at", "2026-11-23T12:00:00Z", expect=1),
+    )
+    session.write(
+        "verify-revoked",
+        run("verify", "revoked.der", *files_args, "--at", "2026-11-21T12:30:00Z", expect=1),
+    )
+    session.write(
+        "verify-revoked-json",
+        run(
+            "verify", "revoked.der", *files_args, "--at", "2026-11-21T12:30:00Z", "--json",
+            expect=1,
+        ),
+    )  # fmt: skip
+    session.write(
+        "verify-missing-json",
+        run("verify", "empty.der", *files_args, "--at", "2026-11-21T12:30:00Z", "--json", expect=1),
+    )
+    session.write(
+        "verify-usage-errors",
+        run("verify", "good.der", "--cert", "issuer.pem", "--issuer", "issuer.pem", expect=2),
+        run("verify", "good.der", *files_args, "--at", "tomorrow", expect=2),
+    )
+
+
+# --- check -------------------------------------------------------------------------
+
+
+class _QuietHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # a TLS hello is a bad request here, as expected: nothing to log
+
+
+@contextmanager
+def _plain_http_server() -> Iterator[int]:
+    """A plain-HTTP server on 127.0.0.1 (what check meets at an http-only port)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@contextmanager
+def _silent_listener() -> Iterator[int]:
+    """A port that accepts TCP connections and never says anything (a timeout)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+def capture_check(session: Session) -> None:
+    # OpenSSL checks certificate validity at the real time: a PKI anchored now.
+    root = CA()
+    issuer = root.create_intermediate()
+    root.write_trust(session.workdir / "ca.pem")
+    (session.workdir / "leaf.key").write_bytes(b"not a certificate\n")
+    ca = ("--cafile", "ca.pem")
+    run = session.run
+
+    leaf = issuer.issue_cert("localhost", "127.0.0.1", serial_number=0x1234)
+    with StaplingServer(leaf, issuer.ocsp_response(leaf)) as server:
+        session.write("check-good", run("check", server.url, *ca, expect=0))
+        untrusted = server.url
+        session.write(
+            "check-failures-trust",
+            run("check", untrusted, expect=3),
+            run("check", untrusted, "--json", expect=3),
+        )
+        session.write(
+            "check-failures-usage",
+            run("check", "http://localhost/", expect=2),
+            run("check", server.url, "--cafile", "nope.pem", expect=2),
+            run("check", server.url, "--cafile", "leaf.key", expect=2),
+        )
+    revoked = issuer.ocsp_response(leaf, "revoked", revocation_reason="keyCompromise")
+    with StaplingServer(leaf, revoked) as server:
+        session.write(
+            "check-revoked",
+            run("check", server.url, *ca, expect=1),
+            run("check", server.url, *ca, "--policy", "off", expect=0),
+        )
+    with StaplingServer(leaf) as server:
+        session.write(
+            "check-missing",
+            run("check", server.url, *ca, expect=0),
+            run("check", server.url, *ca, "--policy", "must-staple", expect=1),
+        )
+    must_staple = issuer.issue_cert("localhost", must_staple=True, serial_number=0x5678)
+    with StaplingServer(must_staple) as server:
+        session.write("check-json-must-staple", run("check", server.url, *ca, "--json", expect=1))
+    with StaplingServer(leaf, issuer.ocsp_response(leaf), tls_version="1.2") as server:
+        url = f"https://127.0.0.1:{server.port}/"
+        session.write(
+            "check-json-tls12",
+            run("check", url, *ca, "--policy", "must-staple", "--json", expect=0),
+        )
+    other = issuer.issue_cert("other.test")
+    with StaplingServer(other, issuer.ocsp_response(other)) as server:
+        wrong_host = run("check", server.url, *ca, expect=3)
+    with _silent_listener() as port:
+        timeout = run("check", f"https://localhost:{port}/", *ca, "--timeout", "1", expect=3)
+    with _plain_http_server() as port:
+        plain = run("check", f"https://localhost:{port}/", *ca, expect=3)
+    with _silent_listener() as port:
+        closed = port  # bound, then closed: nothing listens there any more
+    refused = run("check", f"https://localhost:{closed}/", *ca, expect=3)
+    session.write("check-failures-connection", wrong_host, refused, timeout, plain)
+
+    # Revocation beyond the staple: a server that staples nothing, a responder and a
+    # CRL distribution point named in its certificate.
+    with OCSPResponder(issuer) as responder, CRLServer() as crls:
+        crl_url = crls.url("/intermediate.crl")
+        good = issuer.issue_cert(
+            "localhost", serial_number=0x1234, ocsp_url=responder.url, crl_url=crl_url
+        )
+        bad = issuer.issue_cert(
+            "localhost", serial_number=0x4321, ocsp_url=responder.url, crl_url=crl_url
+        )
+        crls.set_crl("/intermediate.crl", issuer.crl([bad]))
+        responder.set_status(good, "good")
+        responder.set_status(bad, "revoked", revocation_reason="keyCompromise")
+        with StaplingServer(good) as server:
+            session.write(
+                "check-fallback-good",
+                run("check", server.url, *ca, "--policy", "hard-fail", expect=0),
+            )
+        with StaplingServer(bad) as server:
+            session.write(
+                "check-fallback-revoked-crl",
+                run("check", server.url, *ca, "--fallback", "crl", expect=1),
+            )
+
+
+# --- demo --------------------------------------------------------------------------
+
+
+def capture_demo(session: Session) -> None:
+    session.write("demo", session.run("demo", "--no-color", expect=0))
+
+
+# Every subcommand of the parser, and what captures its output.
+COMMANDS: dict[str, Callable[[Session], None]] = {
+    "verify": capture_verify,
+    "check": capture_check,
+    "demo": capture_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    output = Path(args[0]) if args else DEFAULT_OUTPUT
+    output.mkdir(parents=True, exist_ok=True)
+    for stale in output.glob("*.txt"):
+        stale.unlink()
+    for name, capture in COMMANDS.items():
+        with tempfile.TemporaryDirectory(prefix=f"staplecheck-docs-{name}-") as workdir:
+            session = Session(Path(workdir), output)
+            capture(session)
+            print(f"capture: {name}: {', '.join(session.written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -218,29 +218,94 @@ def capture_check(session: Session) -> None:
     refused = run("check", f"https://localhost:{closed}/", *ca, expect=3)
     session.write("check-failures-connection", wrong_host, refused, timeout, plain)
 
-    # Revocation beyond the staple: a server that staples nothing, a responder and a
-    # CRL distribution point named in its certificate.
+    capture_check_revocation(session, root, issuer)
+
+
+def capture_check_revocation(session: Session, root: CA, issuer: CA) -> None:
+    """check's fallback: a server that staples nothing, for a certificate that names an
+    OCSP responder and a CRL distribution point (docs/cli/check.md's setup)."""
+    ca = ("--cafile", "ca.pem")
+    run = session.run
+    crl_dir = session.workdir / "crls"
+    crl_dir.mkdir()
+    (crl_dir / "intermediate.crl").write_bytes(issuer.crl([]))
+    (crl_dir / "root.crl").write_bytes(root.crl([]))
     with OCSPResponder(issuer) as responder, CRLServer() as crls:
-        crl_url = crls.url("/intermediate.crl")
-        good = issuer.issue_cert(
-            "localhost", serial_number=0x1234, ocsp_url=responder.url, crl_url=crl_url
-        )
-        bad = issuer.issue_cert(
-            "localhost", serial_number=0x4321, ocsp_url=responder.url, crl_url=crl_url
-        )
-        crls.set_crl("/intermediate.crl", issuer.crl([bad]))
-        responder.set_status(good, "good")
-        responder.set_status(bad, "revoked", revocation_reason="keyCompromise")
-        with StaplingServer(good) as server:
+        leaf = issuer.issue_cert(
+            "localhost", "127.0.0.1", serial_number=0x1234,
+            ocsp_url=responder.url, crl_url=crls.url("/intermediate.crl"),
+        )  # fmt: skip
+        crls.set_crl("/intermediate.crl", issuer.crl([]))
+        responder.set_status(leaf, "good")
+        with StaplingServer(leaf) as server:
+            url = server.url
+            hard_fail = (url, *ca, "--policy", "hard-fail")
+            session.write("check-fallback-good", run("check", *hard_fail, expect=0))
+            cached = (*hard_fail, "--fallback", "ocsp", "--cache", "sqlite:answers.db")
             session.write(
-                "check-fallback-good",
-                run("check", server.url, *ca, "--policy", "hard-fail", expect=0),
+                "check-fallback-cache",
+                run("check", *cached, expect=0),
+                run("check", *cached, expect=0),
             )
-        with StaplingServer(bad) as server:
+            responder.set_status(leaf, "revoked", revocation_reason="keyCompromise")
             session.write(
-                "check-fallback-revoked-crl",
-                run("check", server.url, *ca, "--fallback", "crl", expect=1),
+                "check-fallback-revoked",
+                run("check", url, *ca, "--fallback", "ocsp,crl", expect=1),
             )
+            responder.misbehave("http-error")
+            session.write(
+                "check-fallback-no-answer",
+                run("check", url, *ca, "--fallback", "ocsp", expect=0),
+                run("check", *hard_fail, "--fallback", "ocsp", expect=1),
+            )
+            responder.misbehave(None)
+            responder.pause()
+            try:
+                session.write(
+                    "check-fallback-timeout",
+                    run("check", *hard_fail, "--fallback", "ocsp", "--fallback-timeout", "0.5",
+                        expect=1),
+                )  # fmt: skip
+            finally:
+                responder.resume()
+            static = (*hard_fail, "--fallback", "crl", "--crl", "crls", "--check-chain")
+            session.write("check-fallback-static-crls", run("check", *static, expect=0))
+            session.write("check-fallback-json", run("check", *static, "--json", expect=0))
+        # A certificate that names no responder and no distribution point.
+        bare = issuer.issue_cert("localhost", serial_number=0x5678)
+        responder.set_status(bare, "good")
+        with StaplingServer(bare) as server:
+            hard_fail = (server.url, *ca, "--policy", "hard-fail")
+            session.write(
+                "check-fallback-no-source",
+                run("check", *hard_fail, expect=1),
+                run("check", *hard_fail, "--fallback", "ocsp", "--ocsp-url", responder.url,
+                    expect=0),
+            )  # fmt: skip
+        # Options that cannot be used: refused before connecting, so no server at all.
+        with _silent_listener() as port:
+            nowhere = f"https://localhost:{port}/"
+        nowhere_ca = (nowhere, *ca)
+        session.write(
+            "check-fallback-usage-errors",
+            *(
+                run("check", *nowhere_ca, *options, expect=2, show_status=False)
+                for options in (
+                    ("--fallback", "ocsp,dns"),
+                    ("--policy", "off", "--fallback", "ocsp"),
+                    ("--policy", "must-staple", "--fallback", "ocsp"),
+                    ("--check-chain",),
+                    ("--fallback", "crl", "--ocsp-url", responder.url),
+                    ("--fallback", "ocsp", "--ocsp-url", "ftp://ca.example/ocsp"),
+                    ("--fallback", "ocsp", "--ocsp-url", "https://ca.example/ocsp"),
+                    ("--trust-responder", "ca.key"),
+                    ("--fallback", "crl", "--crl", "ca.pem"),
+                    ("--fallback", "ocsp", "--cache", "sqlite:ca.pem"),
+                    ("--fallback", "ocsp", "--cache", "redis://127.0.0.1:1/0"),
+                    ("--fallback", "ocsp", "--fallback-timeout", "600"),
+                )
+            ),
+        )
 
 
 # --- demo --------------------------------------------------------------------------

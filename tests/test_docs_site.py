@@ -66,7 +66,8 @@ def subcommands() -> set[str]:
 @pytest.fixture(scope="module")
 def capture() -> ModuleType:
     spec = importlib.util.spec_from_file_location("docs_capture", DOCS / "capture.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -83,9 +84,9 @@ def written_snippets() -> set[str]:
             and node.func.attr == "write"
         ):
             first = node.args[0]
-            assert isinstance(first, ast.Constant) and isinstance(first.value, str), (
-                f"capture.py line {node.lineno}: name snippets with string literals"
-            )
+            where = f"capture.py line {node.lineno}: name snippets with string literals"
+            assert isinstance(first, ast.Constant), where
+            assert isinstance(first.value, str), where
             names.add(first.value)
     return names
 

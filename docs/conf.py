@@ -108,17 +108,28 @@ SAME_OBJECT = {
 }
 
 
+# Type aliases in the test helpers' signatures, documented on the staplecheck.testing
+# page (they live in private modules, whose names Sphinx 8 looks them up under).
+TESTING_TYPE_ALIASES = frozenset({"NextUpdate", "Revoked", "PrivateKey"})
+
+
 def _same_object(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
     if node.get("refdomain") != "py":
         return None
     target = node["reftarget"].lstrip("~.")
-    module = node.get("py:module")
-    if not target.startswith("staplecheck.") and module:
-        target = f"{module}.{target}"
-    if target not in SAME_OBJECT:
-        return None
+    module = node.get("py:module") or ""
+    reftype = node["reftype"]
+    if target in TESTING_TYPE_ALIASES and module.startswith("staplecheck.testing"):
+        # py:type entries: Sphinx 8's class role does not look for them, any role does.
+        resolved, reftype = f"staplecheck.testing.{target}", "obj"
+    else:
+        if not target.startswith("staplecheck.") and module:
+            target = f"{module}.{target}"
+        if target not in SAME_OBJECT:
+            return None
+        resolved = SAME_OBJECT[target]
     return env.get_domain("py").resolve_xref(
-        env, node["refdoc"], app.builder, node["reftype"], SAME_OBJECT[target], node, contnode
+        env, node["refdoc"], app.builder, reftype, resolved, node, contnode
     )
 
 

@@ -125,9 +125,14 @@ def _same_object(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
     else:
         if not target.startswith("staplecheck.") and module:
             target = f"{module}.{target}"
-        if target not in SAME_OBJECT:
+        # The class itself, or one of its members.
+        for alias, entry in SAME_OBJECT.items():
+            if target == alias or target.startswith(f"{alias}."):
+                owner, member = entry, target[len(alias) :]
+                break
+        else:
             return None
-        resolved = SAME_OBJECT[target]
+        resolved = owner + member
     return env.get_domain("py").resolve_xref(
         env, node["refdoc"], app.builder, reftype, resolved, node, contnode
     )

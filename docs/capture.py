@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from staplecheck.testing import CA, CRLServer, OCSPResponder, StaplingServer
+from staplecheck.testing import CA, CRLServer, Identity, OCSPResponder, StaplingServer
 
 DOCS = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = DOCS / "_captured"
@@ -318,6 +318,69 @@ def capture_check_revocation(session: Session, root: CA, issuer: CA) -> None:
         )
 
 
+# --- ocsp and crl -------------------------------------------------------------------
+
+
+def capture_ocsp(session: Session) -> None:
+    issuer = CA().create_intermediate()
+    run = session.run
+    with OCSPResponder(issuer) as responder, CRLServer() as crls:
+        server, revoked = _query_files(session, issuer, responder.url, crls.url("/issuer.crl"))
+        responder.set_status(server, "good")
+        responder.set_status(revoked, "revoked", revocation_reason="keyCompromise")
+        ask = ("server.pem", "--issuer", "issuer.pem")
+        session.write("ocsp-good", run("ocsp", *ask, "--nonce", expect=0))
+        session.write(
+            "ocsp-revoked", run("ocsp", "revoked.pem", "--issuer", "issuer.pem", expect=1)
+        )
+        responder.misbehave("wrong-nonce")
+        wrong_nonce = run("ocsp", *ask, "--nonce", expect=1)
+        responder.misbehave("forged")
+        session.write("ocsp-refused", wrong_nonce, run("ocsp", *ask, expect=1))
+        responder.misbehave(None)
+        cached = (*ask, "--cache", "sqlite:answers.db")
+        session.write("ocsp-cache", run("ocsp", *cached, expect=0), run("ocsp", *cached, expect=0))
+        session.write("ocsp-json", run("ocsp", *ask, "--json", expect=0))
+    # The responder has stopped: nothing listens at its URL any more.
+    session.write("ocsp-no-answer", run("ocsp", *ask, expect=3))
+    session.write(
+        "ocsp-crl-usage-errors",
+        run("ocsp", "server.pem", "--issuer", "server.pem", expect=2),
+        run("crl", "root.pem", "--issuer", "issuer.pem", expect=2),
+    )
+
+
+def capture_crl(session: Session) -> None:
+    issuer = CA().create_intermediate()
+    run = session.run
+    with _silent_listener() as port:
+        nowhere = f"http://127.0.0.1:{port}/issuer.crl"  # closed again: nothing listens
+    with CRLServer() as crls:
+        crl_url = crls.url("/issuer.crl")
+        _, revoked = _query_files(session, issuer, nowhere, crl_url)
+        crl = issuer.crl([revoked], reason="keyCompromise")
+        crls.set_crl("/issuer.crl", crl)
+        (session.workdir / "issuer.crl").write_bytes(crl)
+        revoked_args = ("revoked.pem", "--issuer", "issuer.pem")
+        session.write("crl-revoked", run("crl", *revoked_args, expect=1))
+        session.write("crl-file", run("crl", *revoked_args, "--file", "issuer.crl", expect=1))
+        ask = ("server.pem", "--issuer", "issuer.pem")
+        session.write("crl-no-answer", run("crl", *ask, "--url", nowhere, expect=3))
+        session.write("crl-json", run("crl", *ask, "--json", expect=0))
+
+
+def _query_files(
+    session: Session, issuer: CA, ocsp_url: str, crl_url: str
+) -> tuple[Identity, Identity]:
+    """server.pem, revoked.pem and issuer.pem, the leaves naming both sources."""
+    server = issuer.issue_cert("www.example.internal", ocsp_url=ocsp_url, crl_url=crl_url)
+    revoked = issuer.issue_cert("old.example.internal", ocsp_url=ocsp_url, crl_url=crl_url)
+    (session.workdir / "server.pem").write_bytes(server.cert_pem)
+    (session.workdir / "revoked.pem").write_bytes(revoked.cert_pem)
+    (session.workdir / "issuer.pem").write_bytes(issuer.cert_pem)
+    return server, revoked
+
+
 # --- demo --------------------------------------------------------------------------
 
 
@@ -329,6 +392,8 @@ def capture_demo(session: Session) -> None:
 COMMANDS: dict[str, Callable[[Session], None]] = {
     "verify": capture_verify,
     "check": capture_check,
+    "ocsp": capture_ocsp,
+    "crl": capture_crl,
     "demo": capture_demo,
 }
 

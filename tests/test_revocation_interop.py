@@ -11,8 +11,8 @@ fallback, hard-fail) connects through requests, urllib3 and pyOpenSSL, and the
 decision and the :class:`RevocationResult` (status, source, attempts) are those
 docs/policies.md states. Must-staple leaves are refused without asking anyone.
 
-``openssl ocsp`` and cfssl sign with the real clock, so the whole module judges at one
-instant read when it is imported (``NOW``): deterministic within a run, and close
+``openssl ocsp`` and cfssl sign with the real clock, so each test judges at one
+instant read when it starts (``NOW``): deterministic within a test, and close
 enough to the responders' clocks (cfssl rounds thisUpdate down to the hour; openssl
 ocsp gives nextUpdate an hour later).
 
@@ -90,6 +90,15 @@ CASES = [
 
 def clock() -> datetime.datetime:
     return NOW
+
+
+@pytest.fixture(autouse=True)
+def _judge_at_the_tests_start() -> None:
+    """``openssl ocsp`` and cfssl sign with the real clock: each test judges at the real
+    time it starts. One instant for the whole module drifted past the clock skew
+    (5 min) when a loaded machine took longer than that to reach and run it."""
+    global NOW
+    NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 
 @dataclasses.dataclass

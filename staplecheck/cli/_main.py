@@ -3,7 +3,8 @@
 Exit codes: 0 good (verify) or accepted (check), 1 any other verdict or a rejection
 (by the staple or the revocation check beyond it), 2 usage errors, unreadable or
 unparsable certificate, CRL and responder files, and a cache that cannot be opened, 3
-(``check``) a connection that failed for a reason other than the staple.
+(``check``) a connection that failed for a reason other than the staple, (``ocsp``,
+``crl``) no answer from the source asked (see :mod:`._query`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if not hasattr(args, "run"):
-            raise UsageError("choose a command: verify, check or demo (see staplecheck --help)")
+            raise UsageError(
+                "choose a command: verify, check, ocsp, crl or demo (see staplecheck --help)"
+            )
         code: int = args.run(args)
         sys.stdout.flush()
         return code
@@ -142,6 +145,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-color", action="store_true", help="plain output")
     demo.set_defaults(run=_run_demo)
+
+    from ._query import add_query_commands  # here: it imports this module
+
+    add_query_commands(commands)
     return parser
 
 
@@ -429,12 +436,19 @@ def _run_demo(args: argparse.Namespace) -> int:
 # --- input ----------------------------------------------------------------------------
 
 
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+"""The largest certificate, CA or staple file read (``/dev/zero`` is not read forever)."""
+
+
 def _read_file(path: str, what: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            return f.read()
+            data = f.read(MAX_INPUT_BYTES + 1)
     except OSError as error:
         raise UsageError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise UsageError(f"{what} {path} is larger than {MAX_INPUT_BYTES} bytes")
+    return data
 
 
 def load_certificate(path: str) -> x509.Certificate:

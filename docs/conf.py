@@ -35,12 +35,13 @@ myst_heading_anchors = 6
 # Every reference must resolve...
 nitpicky = True
 # ...except to other projects' objects (the standard library, cryptography, pyOpenSSL,
-# urllib3, requests, httpx): CI reaches no documentation site to fetch their
+# urllib3, requests, httpx, aiohttp): CI reaches no documentation site to fetch their
 # inventories, so these are not checked. Only names under these packages are let
 # through; a misspelt staplecheck name still fails the build.
 _EXTERNAL = (
     "datetime|os|collections|typing|ssl|socket|pathlib|enum|types|io|threading|asyncio"
     "|cryptography|x509|OpenSSL|SSL|urllib3|requests|httpx|httpcore|anyio|redis|sqlite3"
+    "|aiohttp|yarl|multidict"
 )
 nitpick_ignore_regex = [
     ("py:.*", rf"(~?)({_EXTERNAL})(\..*)?"),
@@ -67,6 +68,7 @@ autodoc_inherit_docstrings = False
 PUBLIC_MODULES = (
     "staplecheck",
     "staplecheck.httpx",
+    "staplecheck.aiohttp",
     "staplecheck.revocation",
     "staplecheck.revocation.stores",
     "staplecheck.testing",

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .clients._requests import StapleAdapter, session
 
 __version__ = "0.1.0"
+"""The installed version (``staplecheck --version`` prints it)."""
 
 __all__ = [
     "SHARED_CACHE",

@@ -68,16 +68,18 @@ class ClientRevocationError(aiohttp.ClientConnectorCertificateError):
     An ``aiohttp.ClientConnectorCertificateError`` (so also a
     ``ClientConnectorError``, ``ClientSSLError`` and ``ClientConnectionError``):
     code that handles aiohttp's certificate failures handles this too. Its
-    ``__cause__`` and :attr:`certificate_error` are the :class:`StapleError` (policy
-    refusal of the missing staple: ``must-staple``, a must-staple certificate) or the
-    :class:`RevocationError` (the fallback's refusal), with the verdicts on them.
+    ``__cause__`` and ``certificate_error`` are the :class:`~staplecheck.StapleError`
+    (policy refusal of the missing staple: ``must-staple``, a must-staple certificate)
+    or the :class:`~staplecheck.RevocationError` (the fallback's refusal), with the
+    verdicts on them.
     """
 
     __module__ = "staplecheck.aiohttp"  # its public home, shown in tracebacks
 
     @property
     def error(self) -> StapleError:
-        """The refusal: :class:`StapleError` or :class:`RevocationError`."""
+        """The refusal: :class:`~staplecheck.StapleError` or
+        :class:`~staplecheck.RevocationError`."""
         found = self.certificate_error
         assert isinstance(found, StapleError)
         return found
@@ -289,18 +291,18 @@ _REFUSED_ARGUMENTS = ("ssl_context", "verify_ssl", "fingerprint")
 class StapleConnector(aiohttp.TCPConnector):
     """An ``aiohttp.TCPConnector`` that checks revocation on every new TLS connection.
 
-    ``policy`` is a mode (``"soft-fail"``, ``"must-staple"``, ``"hard-fail"``,
-    ``"off"``), a :class:`Policy` or a :class:`HostPolicies` table. The stdlib cannot
-    ask for a staple, so every connection is judged as one that got none: ``must-staple``
-    refuses every connection, a certificate with the must-staple extension is refused
-    under every policy but ``off``, and the fallback (``hard-fail``, or a policy with
-    ``fallback=...``) answers for the rest. Trust: ``verify`` (``True``: certifi; a CA
-    file or directory) and ``cert`` (client certificate), or ``ssl`` (a stdlib context
-    of your own that verifies chain and host name). Verification cannot be turned off:
-    ``ssl=False``, fingerprints and non-verifying contexts raise ``ValueError``, here
-    or per request. ``clock``, ``cache``, ``log`` and ``revocation`` are as for
-    :func:`staplecheck.create_context`. Other keyword arguments go to
-    ``TCPConnector`` (``limit``, ``force_close``, ``keepalive_timeout``, ...).
+    ``policy`` is a mode (``"soft-fail"``, ``"must-staple"``, ``"hard-fail"``, ``"off"``), a
+    :class:`~staplecheck.Policy` or a :class:`~staplecheck.HostPolicies` table. The stdlib
+    cannot ask for a staple, so every connection is judged as one that got none:
+    ``must-staple`` refuses every connection, a certificate with the must-staple extension
+    is refused under every policy but ``off``, and the fallback (``hard-fail``, or a policy
+    with ``fallback=...``) answers for the rest. Trust: ``verify`` (``True``: certifi; a CA
+    file or directory) and ``cert`` (client certificate), or ``ssl`` (a stdlib context of
+    your own that verifies chain and host name). Verification cannot be turned off:
+    ``ssl=False``, fingerprints and non-verifying contexts raise ``ValueError``, here or per
+    request. ``clock``, ``cache``, ``log`` and ``revocation`` are as for
+    :func:`staplecheck.create_context`. Other keyword arguments go to ``TCPConnector``
+    (``limit``, ``force_close``, ``keepalive_timeout``, ...).
 
     A refusal aborts the connection and raises :class:`ClientRevocationError`.
     Responses carry the verdict: :func:`staplecheck.staple_of` and

@@ -41,11 +41,11 @@ __all__ = [
 ]
 
 STAPLE_EXTENSION = "staple"
-"""``response.extensions["staple"]``: the connection's :class:`StapleResult`
-(``None`` under policy ``off``)."""
+"""``response.extensions["staple"]``: the connection's
+:class:`~staplecheck.StapleResult` (``None`` under policy ``off``)."""
 REVOCATION_EXTENSION = "revocation"
-"""``response.extensions["revocation"]``: the connection's :class:`RevocationResult`
-(policies with a fallback; ``None`` otherwise)."""
+"""``response.extensions["revocation"]``: the connection's
+:class:`~staplecheck.RevocationResult` (policies with a fallback; ``None`` otherwise)."""
 
 Verify = typing.Union[bool, str, "os.PathLike[str]"]
 Cert = typing.Union[str, tuple[str, str], tuple[str, str, str]]
@@ -209,19 +209,20 @@ class StapleTransport(httpx.HTTPTransport):
     """An httpx transport (sync) that checks OCSP staples on every new TLS connection.
 
     ``policy`` is a mode (``"soft-fail"``, ``"must-staple"``, ``"hard-fail"``,
-    ``"off"``), a :class:`Policy` or a :class:`HostPolicies` table. Trust: ``verify``
-    (``True``: certifi; a CA file or directory), ``cert`` (client certificate: a PEM
-    path, ``(certfile, keyfile)`` or ``(certfile, keyfile, password)``), or ``tls`` (a
-    :class:`TLSConfig`, for CA data, TLS versions and ciphers). Verification cannot be
-    turned off. ``proxy``: an ``http://`` proxy (HTTPS through CONNECT); other schemes
-    raise ``ValueError`` here. ``clock``, ``cache``, ``log`` and ``revocation`` are as
-    for :func:`staplecheck.create_context`. The other arguments are httpx's.
+    ``"off"``), a :class:`~staplecheck.Policy` or a :class:`~staplecheck.HostPolicies`
+    table. Trust: ``verify`` (``True``: certifi; a CA file or directory), ``cert``
+    (client certificate: a PEM path, ``(certfile, keyfile)`` or ``(certfile, keyfile,
+    password)``), or ``tls`` (a :class:`~staplecheck.TLSConfig`, for CA data, TLS
+    versions and ciphers). Verification cannot be turned off. ``proxy``: an ``http://``
+    proxy (HTTPS through CONNECT); other schemes raise ``ValueError`` here. ``clock``,
+    ``cache``, ``log`` and ``revocation`` are as for
+    :func:`staplecheck.create_context`. The other arguments are httpx's.
 
     Responses carry ``extensions["staple"]`` and ``extensions["revocation"]`` (read
     them with :func:`staplecheck.staple_of` / :func:`staplecheck.revocation_of`). A
     refusal raises ``httpx.ConnectError`` whose ``__cause__`` is the
-    :class:`StapleError` (:class:`RevocationError`), or the ``ssl`` error for chain and
-    host name failures.
+    :class:`~staplecheck.StapleError` (:class:`~staplecheck.RevocationError`), or the
+    ``ssl`` error for chain and host name failures.
     """
 
     def __init__(

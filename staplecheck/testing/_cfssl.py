@@ -240,6 +240,7 @@ class CfsslResponder(Service):
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> CfsslResponder:
+        """Write the responses and start ``cfssl ocspserve`` on ``host``; returns self."""
         if self._stopped:
             raise RuntimeError("a stopped CfsslResponder cannot be started again")
         if self._process is not None:

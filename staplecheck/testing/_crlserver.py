@@ -135,7 +135,7 @@ class CRLServer(Service):
         size: int = 33 * 1024 * 1024,
     ) -> None:
         """Answer ``path`` (default: every path) badly from now on; ``mode`` is one of
-        :data:`MISBEHAVIOURS`."""
+        ``MISBEHAVIOURS``."""
         if mode not in MISBEHAVIOURS:
             raise ValueError(f"mode must be one of {MISBEHAVIOURS}, not {mode!r}")
         with self._lock:

@@ -104,7 +104,8 @@ class OCSPRequestRecord:
     answer: str
     """The certificate status answered (``good``, ``revoked``, ``unknown``), or the
     responseStatus when it was not ``successful`` (``malformedRequest``,
-    ``unauthorized``, or whatever :meth:`OCSPResponder.set_response_options` forced)."""
+    ``unauthorized``, or whatever
+    :meth:`~staplecheck.testing.OCSPResponder.set_response_options` forced)."""
 
 
 class OCSPResponder(Service):
@@ -196,7 +197,7 @@ class OCSPResponder(Service):
             self._options = dict(options)
 
     def misbehave(self, mode: str | None, **params: Any) -> None:
-        """Misbehave as ``mode`` (one of :data:`MISBEHAVIOURS`, with its ``params``)
+        """Misbehave as ``mode`` (one of ``MISBEHAVIOURS``, with its ``params``)
         from now on; ``None`` behaves again."""
         if mode is not None and mode not in MISBEHAVIOURS:
             raise ValueError(f"mode must be one of {MISBEHAVIOURS} or None, not {mode!r}")

@@ -197,7 +197,7 @@ def validate_staple(
     is safe to share; the TLS glue shares :data:`SHARED_CACHE`.
 
     ``trusted_responders`` (default none) is an explicit opt-in: the DER of up to
-    :data:`MAX_TRUSTED_RESPONDERS` responder certificates trusted locally (RFC 6960
+    ``MAX_TRUSTED_RESPONDERS`` (8) responder certificates trusted locally (RFC 6960
     §4.2.2.2, "trusted responder"; OpenSSL's ``ocsp -VAfile``). A pinned certificate
     may sign responses about any certificate: when the ResponderID names it (byName:
     its subject; byKey: the SHA-1 of its subjectPublicKey bits) and its key verifies
@@ -208,7 +208,7 @@ def validate_staple(
     ``clock_skew``), that it is not the certificate being checked, the signature
     algorithm rules (``allow_sha1`` applies to the response's signature), and every
     other rule about the response. Raises ``ValueError`` for more than
-    :data:`MAX_TRUSTED_RESPONDERS` or one that is not a DER certificate, and
+    ``MAX_TRUSTED_RESPONDERS`` or one that is not a DER certificate, and
     ``TypeError`` for one that is not bytes.
     """
     if not isinstance(der, (bytes, bytearray, memoryview)):

@@ -32,6 +32,7 @@ __all__ = [
 # A 100,000-entry CRL is about 4 MB of DER; anything past 8 MiB is refused on the way
 # in and on the way out (a poisoned shared store can put 500 MB under a key).
 DEFAULT_MAX_VALUE_BYTES = 8 * 1024 * 1024
+"""The largest value a store accepts or returns by default (8 MiB)."""
 
 
 class StoreError(Exception):
@@ -56,7 +57,7 @@ class Failure:
     """A short-lived mark that fetching this key failed: do not ask again before ``until``."""
 
     reason: str
-    """Why the fetch failed, printable text of at most :data:`MAX_REASON_CHARS`."""
+    """Why the fetch failed, printable text of at most 200 characters."""
     marked_at: datetime.datetime
     until: datetime.datetime
 

@@ -17,6 +17,7 @@ import re
 __all__ = ["KEY_PREFIX", "check_key", "crl_key", "ocsp_key"]
 
 KEY_PREFIX = "staplecheck:v1:"
+"""What every store key starts with (the version changes when the layout does)."""
 
 # The CertID hash algorithms that validation accepts, with their digest sizes.
 _HASH_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}

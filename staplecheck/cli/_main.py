@@ -43,6 +43,7 @@ from ._fallback import (
     parse_fallback_timeout,
     parse_ocsp_url,
 )
+from ._scan import add_scan_arguments
 
 __all__ = ["main"]
 
@@ -67,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if not hasattr(args, "run"):
-            raise UsageError("choose a command: verify, check or demo (see staplecheck --help)")
+            raise UsageError(
+                "choose a command: verify, check, scan or demo (see staplecheck --help)"
+            )
         code: int = args.run(args)
         sys.stdout.flush()
         return code
@@ -117,22 +120,24 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Connect to URL, ask for a staple, judge it, and apply the policy.",
     )
     check.add_argument("url", metavar="URL", help="https://host[:port]/")
-    check.add_argument("--cafile", metavar="PEM", help="trust these CAs instead of certifi")
-    check.add_argument(
-        "--policy",
-        choices=[m.value for m in Mode],
-        default=Mode.SOFT_FAIL.value,
-        help="the policy that decides acceptance (default soft-fail); the staple is "
-        "always asked for and reported; hard-fail needs a definite good from the staple "
-        "or a fallback source",
-    )
-    check.add_argument(
-        "--timeout", type=_parse_timeout, default=10.0, metavar="S", help="seconds (default 10)"
-    )
+    _add_connection_options(check)
     _add_time_options(check)
     check.add_argument("--json", action="store_true", help="print one JSON object")
     _add_fallback_options(check)
     check.set_defaults(run=_run_check)
+
+    scan = commands.add_parser(
+        "scan",
+        help="check many HTTPS servers at once and report their staples",
+        description="Check every TARGET as check does, concurrently, and report the "
+        "staple, the live OCSP responder's answer, the certificate's expiry and the "
+        "policy's verdict for each: a table, JSON lines, CSV or the Prometheus format.",
+    )
+    add_scan_arguments(scan)
+    _add_connection_options(scan)
+    _add_time_options(scan)
+    _add_fallback_options(scan)
+    scan.set_defaults(run=_run_scan)
 
     demo = commands.add_parser(
         "demo",
@@ -143,6 +148,21 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-color", action="store_true", help="plain output")
     demo.set_defaults(run=_run_demo)
     return parser
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cafile", metavar="PEM", help="trust these CAs instead of certifi")
+    parser.add_argument(
+        "--policy",
+        choices=[m.value for m in Mode],
+        default=Mode.SOFT_FAIL.value,
+        help="the policy that decides acceptance (default soft-fail); the staple is "
+        "always asked for and reported; hard-fail needs a definite good from the staple "
+        "or a fallback source",
+    )
+    parser.add_argument(
+        "--timeout", type=_parse_timeout, default=10.0, metavar="S", help="seconds (default 10)"
+    )
 
 
 def _add_fallback_options(parser: argparse.ArgumentParser) -> None:
@@ -309,7 +329,9 @@ def _labelled(rows: list[tuple[str, Any]], indent: str = "") -> list[str]:
 # --- check ----------------------------------------------------------------------------
 
 
-def _run_check(args: argparse.Namespace) -> int:
+def _policy_from_args(args: argparse.Namespace) -> Policy:
+    """The policy ``check`` and ``scan`` run under; ``UsageError`` for options that
+    make none (docs/cli.md). Reads the CA file to check it holds a certificate."""
     try:
         check_combinations(args)
         policy = Policy(
@@ -335,17 +357,26 @@ def _run_check(args: argparse.Namespace) -> int:
         raise UsageError(f"these options make no policy: {error}") from None
     if args.cafile is not None:
         _load_ca_file(args.cafile)
+    return policy
+
+
+def _open_checker(args: argparse.Namespace) -> RevocationChecker:
+    """A checker on the ``--cache`` store (memory by default); ``UsageError`` when it
+    cannot be opened."""
+    try:
+        store = open_cache(args.cache or "memory")
+    except FallbackUsageError as error:
+        raise UsageError(str(error)) from None
+    return RevocationChecker(store)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    policy = _policy_from_args(args)
     try:
         parse_https_url(args.url)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    checker = None
-    if policy.needs_revocation_check:
-        try:
-            store = open_cache(args.cache or "memory")
-        except FallbackUsageError as error:
-            raise UsageError(str(error)) from None
-        checker = RevocationChecker(store)
+    checker = _open_checker(args) if policy.needs_revocation_check else None
     try:
         report = check_url(
             args.url,
@@ -418,6 +449,19 @@ def _revocation_rows(result: RevocationResult) -> list[str]:
             f"{attempt.milliseconds:.1f} ms{why}"
         )
     return lines
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    from ._scan import ScanUsageError, run_scan
+
+    policy = _policy_from_args(args)
+    checker = _open_checker(args)
+    try:
+        return run_scan(args, policy, checker)
+    except ScanUsageError as error:
+        raise UsageError(str(error)) from None
+    finally:
+        checker.store.close()
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ with a fallback, what the revocation engine found beyond the staple."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import socket
 import ssl
 import urllib.parse
@@ -110,8 +111,10 @@ def check_context(
         raise CheckError(_describe(error)) from None
 
 
+@functools.lru_cache(maxsize=16)
 def _observing(policy: Policy) -> Policy:
-    # Observe only: no refusal inside the handshake, and no fallback run by it.
+    # Observe only: no refusal inside the handshake, and no fallback run by it. Memoized:
+    # scan checks hundreds of targets under one policy, and a Policy checks itself.
     return dataclasses.replace(
         policy, mode=Mode.OFF, fallback=None, check_chain=False, responders=()
     )

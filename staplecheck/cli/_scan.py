@@ -20,6 +20,7 @@ import contextlib
 import csv
 import dataclasses
 import datetime
+import functools
 import ipaddress
 import json
 import os
@@ -36,6 +37,7 @@ from typing import Any, TextIO
 from cryptography import x509
 from OpenSSL import SSL
 
+from .._cache import LRUCache
 from .._policy import Mode, Policy
 from ..revocation import RevocationChecker, RevocationResult
 from ..revocation._plan import _aia_ocsp_urls, _distribution_points
@@ -335,9 +337,9 @@ def _error_record(
 def _record(text: str, report: CheckReport, settings: ScanSettings) -> dict[str, Any]:
     now = settings.clock()
     staple = report.staple
-    cert = report.certificate
-    ocsp_urls = _listed(_aia_ocsp_urls(cert) or []) if cert is not None else []
-    crl_urls = _listed(_distribution_points(cert) or []) if cert is not None else []
+    facts = _certificate_facts(report)
+    ocsp_urls = list(facts.ocsp_urls)
+    crl_urls = list(facts.crl_urls)
     staple_present = staple.status is not StapleStatus.MISSING
     responder = None
     if settings.ask_responder and (ocsp_urls or settings.leaf_responders):
@@ -367,13 +369,13 @@ def _record(text: str, report: CheckReport, settings: ScanSettings) -> dict[str,
     if responder is not None and responder["status"] == "revoked" and report.accepted:
         warnings.append("the responder says the certificate is revoked")
     certificate = None
-    if cert is not None:
-        left = cert.not_valid_after_utc - now
+    if facts.not_after is not None:
+        left = facts.not_after - now
         certificate = {
-            "subject": _cut(_name(cert, "subject")),
-            "issuer": _cut(_name(cert, "issuer")),
-            "not_before": _iso(cert.not_valid_before_utc),
-            "not_after": _iso(cert.not_valid_after_utc),
+            "subject": facts.subject,
+            "issuer": facts.issuer,
+            "not_before": _iso(facts.not_before),
+            "not_after": _iso(facts.not_after),
             "seconds_left": _seconds(left),
         }
         if left <= warn_within:
@@ -416,6 +418,39 @@ def _record(text: str, report: CheckReport, settings: ScanSettings) -> dict[str,
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class _Facts:
+    subject: str | None = None
+    issuer: str | None = None
+    not_before: datetime.datetime | None = None
+    not_after: datetime.datetime | None = None
+    ocsp_urls: tuple[str, ...] = ()
+    crl_urls: tuple[str, ...] = ()
+
+
+_FACTS: LRUCache[_Facts] = LRUCache(1024)
+
+
+def _certificate_facts(report: CheckReport) -> _Facts:
+    """What the record says of the server's certificate, read once per certificate
+    (by its complete DER): a fleet often shares one."""
+    cert = report.certificate
+    if cert is None or not report.chain:
+        return _Facts()
+    facts = _FACTS.get(report.chain[0])
+    if facts is None:
+        facts = _Facts(
+            subject=_cut(_name(cert, "subject")),
+            issuer=_cut(_name(cert, "issuer")),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            ocsp_urls=tuple(_listed(_aia_ocsp_urls(cert) or [])),
+            crl_urls=tuple(_listed(_distribution_points(cert) or [])),
+        )
+        _FACTS.put(report.chain[0], facts)
+    return facts
+
+
 def _staple_warning(staple: StapleResult, warn_within: datetime.timedelta) -> datetime.timedelta:
     """How close to its nextUpdate a staple warns: ``--warn-days``, but never before
     half its validity has passed. Staples live days (often under a week), and servers
@@ -455,15 +490,18 @@ def _ask_responder(report: CheckReport, settings: ScanSettings) -> dict[str, Any
     """The live OCSP answer for the server's certificate: the revocation engine asked
     with the OCSP source alone (the check's own trust, time rules and responders),
     as if there were no staple."""
-    policy = dataclasses.replace(
-        report.policy, mode=Mode.SOFT_FAIL, fallback=("ocsp",), check_chain=False
-    )
+    policy = _responder_policy(report.policy)
     started = time.monotonic()
     result = settings.checker.check(
         report.chain, policy, _NO_STAPLE, timeout=settings.timeout, host=report.host
     )
     elapsed = (time.monotonic() - started) * 1000.0
     return _responder_fields(result, elapsed)
+
+
+@functools.lru_cache(maxsize=16)
+def _responder_policy(policy: Policy) -> Policy:
+    return dataclasses.replace(policy, mode=Mode.SOFT_FAIL, fallback=("ocsp",), check_chain=False)
 
 
 def _responder_fields(result: RevocationResult, elapsed: float) -> dict[str, Any]:

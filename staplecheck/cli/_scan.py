@@ -281,6 +281,10 @@ class ScanSettings:
     ask_responder: bool = True
     warn_days: float = DEFAULT_WARN_DAYS
     clock: Clock = lambda: datetime.datetime.now(datetime.timezone.utc)
+    answers: LRUCache[dict[str, Any]] = dataclasses.field(
+        default_factory=lambda: LRUCache(4096), compare=False, repr=False
+    )
+    """The responder's answers in this run, by certificate, issuer and policy."""
 
 
 def scan_target(text: str, settings: ScanSettings) -> dict[str, Any]:
@@ -489,14 +493,27 @@ _NO_STAPLE = StapleResult(
 def _ask_responder(report: CheckReport, settings: ScanSettings) -> dict[str, Any]:
     """The live OCSP answer for the server's certificate: the revocation engine asked
     with the OCSP source alone (the check's own trust, time rules and responders),
-    as if there were no staple."""
+    as if there were no staple.
+
+    A certificate served by several targets is asked about once per run (the engine's
+    single-flight joins concurrent askers): every such target reports that answer, its
+    URL and its latency, which belong to the certificate's responder, not to the
+    target. A failure is not kept: the next target asks again (the engine's failure
+    marks decide whether the responder is tried)."""
     policy = _responder_policy(report.policy)
+    key = (report.chain[0], report.chain[1] if len(report.chain) > 1 else b"", policy)
+    known = settings.answers.get(key)
+    if known is not None:
+        return known
     started = time.monotonic()
     result = settings.checker.check(
         report.chain, policy, _NO_STAPLE, timeout=settings.timeout, host=report.host
     )
     elapsed = (time.monotonic() - started) * 1000.0
-    return _responder_fields(result, elapsed)
+    fields = _responder_fields(result, elapsed)
+    if fields["status"] != "failed":
+        settings.answers.put(key, fields)
+    return fields
 
 
 @functools.lru_cache(maxsize=16)

@@ -816,3 +816,32 @@ def test_interrupted_table_is_marked_partial(fleet: Fleet) -> None:
     assert "PARTIAL REPORT: the scan was interrupted" in text
     assert "3 targets in " in text
     assert "1 ok, 2 error" in text
+
+
+def test_undecodable_and_overlong_lines_on_standard_input(fleet: Fleet) -> None:
+    listing = b"\xff\xfe:443\n" + b"a" * 100_000 + b"\n" + fleet["noocsp"].encode() + b"\n"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "staplecheck",
+            "scan",
+            "--cafile",
+            fleet.cafile,
+            "--json",
+            "--from",
+            "-",
+        ],
+        input=listing,
+        capture_output=True,
+        timeout=60,
+        env=_env(),
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr == b""
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["outcome"] for r in records] == ["error", "error", "ok"]
+    assert records[0]["target"] == "\ufffd\ufffd:443"
+    assert records[0]["error"].startswith("malformed target: ")
+    assert len(records[1]["target"]) == 2050  # kept cut, not read whole
+    assert records[1]["error"] == "malformed target: a target over 2048 characters"

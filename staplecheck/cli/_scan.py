@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import datetime
 import functools
+import io
 import ipaddress
 import json
 import os
@@ -257,7 +258,7 @@ def _bounded_lines(stream: TextIO, name: str) -> Iterable[str]:
         if not line:
             return
         if not line.endswith("\n"):
-            rest = stream.readline()
+            rest = stream.readline(1 << 16)
             while rest and not rest.endswith("\n"):
                 rest = stream.readline(1 << 16)
         count += 1
@@ -708,7 +709,6 @@ def run_scan(
 ) -> int:
     """``staplecheck scan`` with parsed ``args``, the policy ``check`` would use and
     one shared ``checker`` (the caller closes its store)."""
-    stdin = stdin or sys.stdin
     out = out or sys.stdout
     err = err or sys.stderr
     if args.capath is not None and not os.path.isdir(args.capath):
@@ -717,7 +717,19 @@ def run_scan(
         directory = os.path.dirname(os.path.abspath(args.prometheus))
         if not os.path.isdir(directory):
             raise ScanUsageError(f"--prometheus {args.prometheus}: no such directory")
-    targets = read_targets(args.targets, args.from_file, stdin)
+    wrapper = None
+    if stdin is None:
+        stdin = sys.stdin
+        raw = getattr(sys.stdin, "buffer", None)
+        if args.from_file == "-" and raw is not None:
+            # Undecodable bytes become U+FFFD (and a malformed target), never a traceback.
+            wrapper = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+            stdin = wrapper
+    try:
+        targets = read_targets(args.targets, args.from_file, stdin)
+    finally:
+        if wrapper is not None:
+            wrapper.detach()  # standard input stays open
     if not targets:
         raise ScanUsageError("no targets: name them as arguments or with --from FILE (or -)")
     try:

@@ -3,7 +3,8 @@
 Exit codes: 0 good (verify) or accepted (check), 1 any other verdict or a rejection
 (by the staple or the revocation check beyond it), 2 usage errors, unreadable or
 unparsable certificate, CRL and responder files, and a cache that cannot be opened, 3
-(``check``) a connection that failed for a reason other than the staple.
+(``check``) a connection that failed for a reason other than the staple. ``scan``'s
+codes are in ``_scan`` (docs/cli.md).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from ._fallback import (
     parse_fallback_timeout,
     parse_ocsp_url,
 )
-from ._scan import add_scan_arguments
+from ._scan import ScanUsageError, add_scan_arguments, run_scan
 
 __all__ = ["main"]
 
@@ -452,8 +453,6 @@ def _revocation_rows(result: RevocationResult) -> list[str]:
 
 
 def _run_scan(args: argparse.Namespace) -> int:
-    from ._scan import ScanUsageError, run_scan
-
     policy = _policy_from_args(args)
     checker = _open_checker(args)
     try:

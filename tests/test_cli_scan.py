@@ -661,9 +661,10 @@ def test_200_targets_with_32_jobs(fleet: Fleet, capsys: pytest.CaptureFixture[st
         ]
         for i in range(200)
     ]
-    # one checker for all: each certificate's responder asked about once, not 40 times
-    assert fleet.responder.requests - before <= 8
-    assert elapsed < 20
+    # one checker for all: each of the 4 certificates with a responder is asked about
+    # once per run, not 40 times (a little slack for a query that timed out under load)
+    assert fleet.responder.requests - before <= 12
+    assert elapsed < 60  # about 3 s here; the bound only catches a hang
 
 
 def _env() -> dict[str, str]:

@@ -143,6 +143,10 @@ class Policy:
     crl_files: tuple[str, ...] = ()
     """Static CRL files and directories (DER or PEM), read instead of the
     certificates' distribution points: for sites without network access to the CA."""
+    crl_urls: tuple[str, ...] = ()
+    """Distribution points (``http://`` URLs of the issuer's full CRL) read instead of
+    the certificates' own, as :attr:`responders` designates OCSP responders. Ignored
+    when :attr:`crl_files` names static files."""
     ocsp_method: str = "POST"
     """``"POST"`` (the default) or ``"GET"`` (RFC 5019)."""
     ocsp_nonce: bool = False
@@ -202,6 +206,10 @@ class Policy:
                 raise ValueError(f"trusted_responders[{index}] is not a DER certificate") from None
         object.__setattr__(self, "trusted_responders", pinned)
         object.__setattr__(self, "crl_files", _strings(self.crl_files, "crl_files"))
+        crl_urls = _strings(self.crl_urls, "crl_urls")
+        if any("://" not in url for url in crl_urls):
+            raise ValueError(f"a distribution point URL must be absolute, not {crl_urls!r}")
+        object.__setattr__(self, "crl_urls", crl_urls)
 
     @property
     def sources(self) -> tuple[str, ...]:

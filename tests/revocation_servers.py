@@ -17,12 +17,24 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 
+import anyio
+import httpx
 import requests
 import urllib3
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from staplecheck import Policy, StapleError, StapleResult, find_staple_error, pool_manager, session
+import staplecheck.httpx
+from staplecheck import (
+    Policy,
+    StapleError,
+    StapleResult,
+    find_staple_error,
+    pool_manager,
+    revocation_of,
+    session,
+    staple_of,
+)
 from staplecheck.revocation import RevocationChecker, RevocationResult
 from staplecheck.testing import CA, CRLServer, Identity, OCSPResponder, StaplingServer
 from staplecheck.testing._crl import crl_distribution_points
@@ -34,7 +46,9 @@ from staplecheck.tls._pyopenssl import (
 )
 from tests.conftest import NOW
 
-CLIENTS = ("pyopenssl", "urllib3", "requests")
+CLIENTS = ("pyopenssl", "urllib3", "requests", "httpx-asyncio", "httpx-trio")
+"""Every client the end-to-end tests connect through. The two async ones run the
+engine's async path (``check_async``: async fetchers, the event loop's single-flight)."""
 TLS_VERSIONS = ("1.2", "1.3")
 STAPLES = ("good", "revoked", "unknown", "stale", "invalid", "missing")
 """The staples a server can send: ``invalid`` is a well-formed response signed by
@@ -237,7 +251,31 @@ def connect(
                 return _refused(error)
         assert reply.status_code == 200
         return Outcome(True, reply.staple, reply.revocation, None)  # type: ignore[attr-defined]
+    if client.startswith("httpx-"):
+        backend = client.removeprefix("httpx-")
+        return anyio.run(
+            _connect_httpx_async, server, policy, checker, trust, timeout, clock, backend=backend
+        )
     raise ValueError(client)
+
+
+async def _connect_httpx_async(
+    server: StaplingServer,
+    policy: Policy,
+    checker: RevocationChecker,
+    trust: str,
+    timeout: float,
+    clock: Clock,
+) -> Outcome:
+    async with staplecheck.httpx.async_client(
+        policy, verify=trust, revocation=checker, clock=clock, timeout=timeout
+    ) as http:
+        try:
+            reply = await http.get(server.url)
+        except httpx.ConnectError as error:
+            return _refused(error)
+    assert reply.status_code == 200
+    return Outcome(True, staple_of(reply), revocation_of(reply), None)
 
 
 def _connect_pyopenssl(

@@ -24,6 +24,7 @@ TYPE_CHECKED = [
     ROOT / "docs" / "revocation.md",
     ROOT / "docs" / "policies.md",
     ROOT / "docs" / "errors.md",
+    ROOT / "docs" / "aiohttp.md",
 ]
 MARKED_ONLY = [ROOT / "docs" / "usage.md"]
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)

@@ -724,37 +724,39 @@ def test_a_chunked_body_is_capped_while_it_streams(max_bytes: int) -> None:
     assert server.sent < max_bytes + 16 * 1024 * 1024
 
 
-@pytest.mark.parametrize(
-    ("answer", "words"),
-    [
-        # Content-Length larger than the body, then the connection closes.
-        (CRL_HEAD + b"Content-Length: 5000\r\n\r\n" + b"0" * 100, "cut short"),
-        # Content-Length over the cap: refused before the body is read.
-        (CRL_HEAD + b"Content-Length: 99999999999\r\n\r\n", "over the cap"),
-        # Two Content-Lengths that disagree: no body length can be trusted.
-        (CRL_HEAD + b"Content-Length: 5\r\nContent-Length: 50\r\n\r\n" + b"0" * 50, ""),
-        # A chunk size that is no hex number.
-        (CRL_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", ""),
-        # A status line longer than http.client reads.
-        (b"HTTP/1.1 200 " + b"O" * 70_000 + b"\r\n\r\n", ""),
-        # More headers than http.client reads.
-        (CRL_HEAD + b"X-A: b\r\n" * 150 + b"\r\n", ""),
-        # A header line longer than http.client reads.
-        (CRL_HEAD + b"X-A: " + b"b" * 70_000 + b"\r\n\r\n", ""),
-        # No HTTP at all.
-        (b"\x30\x82\xff\xff" + bytes(100), ""),
-    ],
-    ids=[
-        "length-over-body",
-        "length-over-cap",
-        "two-lengths",
-        "bad-chunk-size",
-        "long-status-line",
-        "header-flood",
-        "long-header",
-        "not-http",
-    ],
-)
+LYING_ANSWERS = [
+    # Content-Length larger than the body, then the connection closes.
+    (CRL_HEAD + b"Content-Length: 5000\r\n\r\n" + b"0" * 100, "cut short"),
+    # Content-Length over the cap: refused before the body is read.
+    (CRL_HEAD + b"Content-Length: 99999999999\r\n\r\n", "over the cap"),
+    # Two Content-Lengths that disagree: no body length can be trusted.
+    (CRL_HEAD + b"Content-Length: 5\r\nContent-Length: 50\r\n\r\n" + b"0" * 50, ""),
+    # A chunk size that is no hex number.
+    (CRL_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", ""),
+    # A status line longer than http.client reads.
+    (b"HTTP/1.1 200 " + b"O" * 70_000 + b"\r\n\r\n", ""),
+    # More headers than http.client reads.
+    (CRL_HEAD + b"X-A: b\r\n" * 150 + b"\r\n", ""),
+    # A header line longer than http.client reads.
+    (CRL_HEAD + b"X-A: " + b"b" * 70_000 + b"\r\n\r\n", ""),
+    # No HTTP at all.
+    (b"\x30\x82\xff\xff" + bytes(100), ""),
+]
+LYING_IDS = [
+    "length-over-body",
+    "length-over-cap",
+    "two-lengths",
+    "bad-chunk-size",
+    "long-status-line",
+    "header-flood",
+    "long-header",
+    "not-http",
+]
+"""Servers that lie about the body, overflow the head or speak no HTTP: every fetcher
+(blocking and async) must fail cleanly, with ``words`` in the reason when given."""
+
+
+@pytest.mark.parametrize(("answer", "words"), LYING_ANSWERS, ids=LYING_IDS)
 def test_lying_servers_fail_cleanly(answer: bytes, words: str) -> None:
     holder: list[RawHTTPServer] = []
 

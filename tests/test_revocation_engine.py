@@ -5,6 +5,7 @@ parser, so the table and these tests cannot drift)."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import socket
@@ -83,6 +84,7 @@ def _matrix() -> list[object]:
     where it is asked, and elsewhere the one answer that would flip the decision if it
     were wrongly consulted. Clients and TLS versions rotate over the cases."""
     cases: list[object] = []
+    rotation: collections.Counter[tuple[bool, bool]] = collections.Counter()
     for mode in (m.value for m in Mode):
         for fallback in ((),) if mode == "off" else FALLBACKS:
             for staple in STAPLES:
@@ -95,7 +97,14 @@ def _matrix() -> list[object]:
                         flip = "revoked" if STAPLE_TABLE[(staple, must, mode)] else "good"
                         answers = [flip]
                     for answer in answers:
-                        index = len(cases)
+                        # Rotated within each kind of row (asked or not, accepted or
+                        # not), so every kind meets every client under each TLS version.
+                        kind = (
+                            _asked(mode, fallback, staple, must),
+                            _expected(mode, fallback, staple, must, answer),
+                        )
+                        index = rotation[kind]
+                        rotation[kind] += 1
                         client = CLIENTS[index % len(CLIENTS)]
                         tls = TLS_VERSIONS[(index // len(CLIENTS)) % len(TLS_VERSIONS)]
                         name = "+".join(fallback) or "none"
@@ -252,7 +261,7 @@ def _chain_cases() -> list[object]:
     cases = []
     for index, (label, *cells) in enumerate(rows):
         for column, (mode, cell) in enumerate(zip(header[1:], cells, strict=True)):
-            client = CLIENTS[(index + column) % 3]
+            client = CLIENTS[(index + column) % len(CLIENTS)]
             tls = TLS_VERSIONS[(index + column) % 2]
             cases.append(
                 pytest.param(
@@ -349,9 +358,9 @@ NO_ANSWERS = [
         pytest.param(
             *case,
             mode,
-            CLIENTS[index % 3],
+            CLIENTS[index % len(CLIENTS)],
             TLS_VERSIONS[index % 2],
-            id=f"{case[0]}-{mode}-{CLIENTS[index % 3]}-tls{TLS_VERSIONS[index % 2]}",
+            id=f"{case[0]}-{mode}-{CLIENTS[index % len(CLIENTS)]}-tls{TLS_VERSIONS[index % 2]}",
         )
         for index, (case, mode) in enumerate(
             (case, mode) for case in NO_ANSWERS for mode in ("soft-fail", "hard-fail")
@@ -524,9 +533,9 @@ CRL_CASES: dict[str, tuple[Callable[[RevocationPKI], bytes], str, str, str]] = {
     [
         pytest.param(
             name,
-            CLIENTS[i % 3],
+            CLIENTS[i % len(CLIENTS)],
             TLS_VERSIONS[i % 2],
-            id=f"{name}-{CLIENTS[i % 3]}-tls{TLS_VERSIONS[i % 2]}",
+            id=f"{name}-{CLIENTS[i % len(CLIENTS)]}-tls{TLS_VERSIONS[i % 2]}",
         )
         for i, name in enumerate(CRL_CASES)
     ],

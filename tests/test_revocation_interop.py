@@ -11,8 +11,8 @@ fallback, hard-fail) connects through requests, urllib3 and pyOpenSSL, and the
 decision and the :class:`RevocationResult` (status, source, attempts) are those
 docs/policies.md states. Must-staple leaves are refused without asking anyone.
 
-``openssl ocsp`` and cfssl sign with the real clock, so the whole module judges at one
-instant read when it is imported (``NOW``): deterministic within a run, and close
+``openssl ocsp`` and cfssl sign with the real clock, so each test judges at one
+instant read when it starts (``NOW``): deterministic within a test, and close
 enough to the responders' clocks (cfssl rounds thisUpdate down to the hour; openssl
 ocsp gives nextUpdate an hour later).
 
@@ -33,11 +33,14 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
+import httpx
 import pytest
 import requests
 import urllib3
 from OpenSSL import SSL
 
+import staplecheck.httpx
 from staplecheck import (
     Mode,
     Policy,
@@ -62,7 +65,7 @@ from tests.realservers import TLS_VERSIONS, OpenSSLResponder, RealServer, launch
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 ANSWERS = ("good", "revoked", "unknown")
-CLIENTS = ("requests", "urllib3", "pyopenssl")
+CLIENTS = ("requests", "urllib3", "pyopenssl", "httpx-asyncio", "httpx-trio")
 SERVERS = ("s_server", "nginx")
 # A generous budget (the default is 2 s): these tests are about answers, not time, and
 # the machine running them may be busy.
@@ -87,6 +90,15 @@ CASES = [
 
 def clock() -> datetime.datetime:
     return NOW
+
+
+@pytest.fixture(autouse=True)
+def _judge_at_the_tests_start() -> None:
+    """``openssl ocsp`` and cfssl sign with the real clock: each test judges at the real
+    time it starts. One instant for the whole module drifted past the clock skew
+    (5 min) when a loaded machine took longer than that to reach and run it."""
+    global NOW
+    NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 
 @dataclasses.dataclass
@@ -242,8 +254,25 @@ def connect(
     client: str, port: int, policy: Policy, checker: RevocationChecker, cafile: str
 ) -> Outcome:
     """One HTTPS request to ``https://localhost:PORT/`` through ``client``."""
+    if client.startswith("httpx-"):
+        backend = client.removeprefix("httpx-")
+        return anyio.run(_via_httpx_async, port, policy, checker, cafile, backend=backend)
     via = {"requests": _via_requests, "urllib3": _via_urllib3, "pyopenssl": _via_pyopenssl}
     return via[client](port, policy, checker, cafile)
+
+
+async def _via_httpx_async(
+    port: int, policy: Policy, checker: RevocationChecker, cafile: str
+) -> Outcome:
+    """The async transport: the fallback through ``check_async`` and the async fetchers."""
+    async with staplecheck.httpx.async_client(
+        policy, verify=cafile, clock=clock, revocation=checker, timeout=10, trust_env=False
+    ) as client:
+        try:
+            response = await client.get(f"https://localhost:{port}/")
+        except httpx.ConnectError as error:
+            return _refusal(error)
+    return Outcome(True, revocation_of(response), None, response.content)
 
 
 def _via_requests(port: int, policy: Policy, checker: RevocationChecker, cafile: str) -> Outcome:

@@ -3,8 +3,9 @@
 Exit codes: 0 good (verify) or accepted (check), 1 any other verdict or a rejection
 (by the staple or the revocation check beyond it), 2 usage errors, unreadable or
 unparsable certificate, CRL and responder files, and a cache that cannot be opened, 3
-(``check``) a connection that failed for a reason other than the staple. ``scan``'s
-codes are in ``_scan`` (docs/cli.md).
+(``check``) a connection that failed for a reason other than the staple, (``ocsp``,
+``crl``) no answer from the source asked (see :mod:`._query`). ``scan``'s codes are in
+``_scan`` (docs/cli.md).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if not hasattr(args, "run"):
             raise UsageError(
-                "choose a command: verify, check, scan or demo (see staplecheck --help)"
+                "choose a command: verify, check, scan, ocsp, crl or demo (see staplecheck --help)"
             )
         code: int = args.run(args)
         sys.stdout.flush()
@@ -148,6 +149,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-color", action="store_true", help="plain output")
     demo.set_defaults(run=_run_demo)
+
+    from ._query import add_query_commands  # here: it imports this module
+
+    add_query_commands(commands)
     return parser
 
 
@@ -472,12 +477,19 @@ def _run_demo(args: argparse.Namespace) -> int:
 # --- input ----------------------------------------------------------------------------
 
 
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+"""The largest certificate, CA or staple file read (``/dev/zero`` is not read forever)."""
+
+
 def _read_file(path: str, what: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            return f.read()
+            data = f.read(MAX_INPUT_BYTES + 1)
     except OSError as error:
         raise UsageError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise UsageError(f"{what} {path} is larger than {MAX_INPUT_BYTES} bytes")
+    return data
 
 
 def load_certificate(path: str) -> x509.Certificate:

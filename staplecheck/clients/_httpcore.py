@@ -23,8 +23,6 @@ import typing
 from collections.abc import Iterable, Sequence
 
 import anyio
-import anyio.lowlevel
-import anyio.to_thread
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
@@ -390,15 +388,9 @@ class _AsyncTLSStream(httpcore.AsyncNetworkStream):
             await self._flush(timeout)
             engine.feed(await self._inner.read(_CHUNK, timeout))
         await self._flush(timeout)
-        if engine.connection.staple_policy.needs_revocation_check:
-            # The fallback does blocking I/O (responders, CRLs, the store): a worker
-            # thread, never the loop. The thread is not abandoned on cancellation: the
-            # policy's budget bounds the wait.
-            await anyio.to_thread.run_sync(engine.connection.check_revocation, timeout)
-            # Cancelled while the thread ran: do not go on to send the request.
-            await anyio.lowlevel.checkpoint_if_cancelled()
-        else:
-            engine.connection.check_revocation(timeout)  # no fallback: returns at once
+        # The fallback's queries are awaited (the async fetchers, no thread); what
+        # would block (a SQLite or Redis store, a large CRL) runs in a worker thread.
+        await engine.connection.check_revocation_async(timeout)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         while True:

@@ -18,7 +18,8 @@ from ..tls._sslcontext import StapleSocket, StapleSSLContext
 from ..validation._result import StapleResult
 
 if TYPE_CHECKING:
-    # Only for the signature: staplecheck works without requests or httpx installed.
+    # Only for the signature: staplecheck works without requests, httpx or aiohttp.
+    import aiohttp
     import httpx
     import requests
 
@@ -68,11 +69,12 @@ def staple_of(
     obj: requests.Response
     | BaseHTTPResponse
     | httpx.Response
+    | aiohttp.ClientResponse
     | StapleSocket
     | SSL.Connection
     | None,
 ) -> StapleResult | None:
-    """The staple verdict behind a requests, urllib3 or httpx response, a
+    """The staple verdict behind a requests, urllib3, httpx or aiohttp response, a
     :class:`StapleSocket` or a pyOpenSSL connection; ``None`` when there is none
     (policy ``off``, or not made by staplecheck).
 
@@ -89,6 +91,8 @@ def staple_of(
             staple = getattr(raw, "staple", None)
     if staple is None:
         staple = _extension(obj, "staple")
+    if staple is None:
+        staple = _aiohttp_verdict(obj, "staple")
     return staple if isinstance(staple, StapleResult) else None
 
 
@@ -96,11 +100,12 @@ def revocation_of(
     obj: requests.Response
     | BaseHTTPResponse
     | httpx.Response
+    | aiohttp.ClientResponse
     | StapleSocket
     | SSL.Connection
     | None,
 ) -> RevocationResult | None:
-    """The revocation verdict behind a requests, urllib3 or httpx response, a
+    """The revocation verdict behind a requests, urllib3, httpx or aiohttp response, a
     :class:`StapleSocket` or a pyOpenSSL connection: set when the policy has a fallback
     (``hard-fail``, or ``fallback=...``), ``None`` otherwise. The typed way to read
     ``response.revocation``."""
@@ -113,6 +118,8 @@ def revocation_of(
             found = getattr(raw, "revocation", None)
     if found is None:
         found = _extension(obj, "revocation")
+    if found is None:
+        found = _aiohttp_verdict(obj, "revocation")
     return found if isinstance(found, RevocationResult) else None
 
 
@@ -120,6 +127,18 @@ def _extension(obj: object, name: str) -> object:
     """``obj.extensions[name]``: where staplecheck's httpx transports put verdicts."""
     extensions = getattr(obj, "extensions", None)
     return extensions.get(name) if isinstance(extensions, dict) else None
+
+
+AIOHTTP_VERDICT = "_staplecheck_verdict"
+"""The attribute of an aiohttp connection's protocol (one per TLS connection, shared by
+its kept-alive requests) where staplecheck's connector leaves the verdict."""
+
+
+def _aiohttp_verdict(obj: object, name: str) -> object:
+    """``name`` of the verdict behind an aiohttp ``ClientResponse``: on the protocol of
+    the connection it came over (which the response keeps after its release)."""
+    verdict = getattr(getattr(obj, "_protocol", None), AIOHTTP_VERDICT, None)
+    return getattr(verdict, name, None)
 
 
 def pool_manager(

@@ -33,6 +33,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from .._cache import LRUCache
 from .._policy import Policy
@@ -46,6 +47,7 @@ from ._fetch import FetchError, FirstAnswer, fetch_crl, fetch_first
 from ._ocsp import DEFINITE, build_request, judge_fetched
 from ._plan import Plan, crl_expiry, make_plan, ocsp_expiry, request_key
 from ._result import Attempt, RevocationResult
+from ._steps import AskResponders, FetchCRL, Flight, Step, Steps, Wait, ask, blocking, run
 from .stores import Entry, Failure, MemoryStore, Store, crl_key
 
 __all__ = ["DEFAULT_FAILURE_TTL", "RevocationChecker"]
@@ -65,18 +67,16 @@ CRLFetcher = Callable[..., bytes]
 
 _CRL_ANSWERS = frozenset({StapleStatus.GOOD, StapleStatus.REVOKED})
 _OTHER_ISSUER = "the CRL's issuer "  # how judge_crl's issuer-name refusal begins
+_CHEAP_CRL_BYTES = 64 * 1024
+"""A CRL up to this size is judged on the event loop (about a millisecond); a larger
+one (a 100,000-entry CRL takes 170 ms) in a worker thread."""
 
 
 def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-@dataclasses.dataclass
-class _Flight:
-    """One query in progress; followers wait on ``done`` and read ``result``."""
-
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
-    result: RevocationResult | None = None
+T = TypeVar("T")
 
 
 class RevocationChecker:
@@ -114,7 +114,7 @@ class RevocationChecker:
         self._cache = cache
         # Keyed by everything the answer depends on: the certificates' complete DER
         # and the policy (its sources, overrides and time rules), not the CertID alone.
-        self._flights: dict[tuple[bytes, bytes, Policy], _Flight] = {}
+        self._flights: dict[tuple[bytes, bytes, Policy], Flight] = {}
         self._flights_lock = threading.Lock()
         # Plans (and the subject named in logs) by everything a plan is made from: both
         # certificates' complete DER and the policy. Making one reads the certificate's
@@ -160,7 +160,74 @@ class RevocationChecker:
         lets the connection proceed. ``staple_der`` is the staple as sent: a good one is
         kept for later connections to the same certificate. ``timeout`` (seconds)
         caps the policy's ``fallback_timeout``. Never raises for what a peer, a
-        responder or a store sent."""
+        responder or a store sent. Waits in the calling thread."""
+        return run(self._check(chain, policy, staple, staple_der, timeout, host), self._do_step)
+
+    async def check_async(
+        self,
+        chain: Sequence[bytes],
+        policy: Policy,
+        staple: StapleResult,
+        *,
+        staple_der: bytes | None = None,
+        timeout: float | None = None,
+        host: str | None = None,
+    ) -> RevocationResult:
+        """:meth:`check` for an event loop (asyncio or trio, through AnyIO): the same
+        verdict, cache and single-flight (shared with :meth:`check` callers in other
+        threads), and no blocking call on the loop. Responders and distribution points
+        are asked with the async fetchers (no thread); a store other than
+        :class:`~.stores.MemoryStore`, static CRL files, a large CRL being judged, and
+        fetchers of the caller's own (``fetch_ocsp=``/``fetch_crl=``, which block) run in
+        AnyIO worker threads. Needs AnyIO and h11 (the ``httpx`` or ``aiohttp`` extra)."""
+        from ._async import drive
+
+        return await drive(
+            self._check(chain, policy, staple, staple_der, timeout, host),
+            self._do_step,
+            native_ocsp=self._fetch_ocsp is fetch_first,
+            native_crl=self._fetch_crl is fetch_crl,
+            clock=self._monotonic,
+        )
+
+    def _do_step(self, step: Step) -> object:
+        """Do one step of the engine's logic in the calling thread (blocking)."""
+        if isinstance(step, AskResponders):
+            return self._fetch_ocsp(
+                step.urls,
+                step.request_der,
+                step.judge,
+                deadline=step.deadline,
+                method=step.method,
+                timeout=step.timeout,
+                allow_https=step.allow_https,
+                clock=self._monotonic,
+            )
+        if isinstance(step, FetchCRL):
+            return self._fetch_crl(
+                step.url,
+                deadline=step.deadline,
+                timeout=step.timeout,
+                allow_https=step.allow_https,
+                clock=self._monotonic,
+            )
+        if isinstance(step, Wait):
+            return step.flight.done.wait(step.seconds)
+        return step.call()
+
+    def _store_step(self, call: Callable[[], T]) -> Steps[T]:
+        """A store access: cheap in memory, blocking for SQLite or Redis."""
+        return blocking(call, cheap=isinstance(self.store, MemoryStore))
+
+    def _check(
+        self,
+        chain: Sequence[bytes],
+        policy: Policy,
+        staple: StapleResult,
+        staple_der: bytes | None,
+        timeout: float | None,
+        host: str | None,
+    ) -> Steps[RevocationResult]:
         budget = (
             policy.fallback_timeout if timeout is None else min(policy.fallback_timeout, timeout)
         )
@@ -169,9 +236,9 @@ class RevocationChecker:
         where = host or "(no host name)"
         pair = CertPair(chain[0], chain[1]) if len(chain) > 1 else None
         if staple.status is StapleStatus.GOOD and staple_der and pair is not None:
-            self._remember(pair, staple_der, staple, policy, now)
+            yield from self._remember(pair, staple_der, staple, policy, now)
         if pair is not None and policy.wants_fallback(staple):
-            leaf = self._ask(pair, policy, now, deadline, where)
+            leaf = yield from self._ask(pair, policy, now, deadline, where)
         elif pair is None and policy.wants_fallback(staple):
             leaf = RevocationResult(
                 status=StapleStatus.MISSING,
@@ -186,7 +253,7 @@ class RevocationChecker:
         intermediates: list[RevocationResult] = []
         if accepted and policy.check_chain:
             for index in range(1, len(chain) - 1):
-                result = self._ask(
+                result = yield from self._ask(
                     CertPair(chain[index], chain[index + 1]), policy, now, deadline, where
                 )
                 ok = policy.accepts_answer(_answer(result))
@@ -202,7 +269,7 @@ class RevocationChecker:
 
     def _ask(
         self, certs: CertPair, policy: Policy, now: datetime.datetime, deadline: float, where: str
-    ) -> RevocationResult:
+    ) -> Steps[RevocationResult]:
         flight_key = (certs.leaf_der, certs.issuer_der, policy)
         memo = self._plans.get(flight_key)
         if memo is None:
@@ -222,7 +289,7 @@ class RevocationChecker:
         flight, leader = self._join(flight_key)
         while not leader:
             self._count("shared")
-            flight.done.wait(max(deadline - self._monotonic(), 0.0))
+            yield Wait(flight, max(deadline - self._monotonic(), 0.0))
             if (
                 flight.done.is_set()
                 and (flight.result is None or flight.result.source is None)
@@ -259,20 +326,20 @@ class RevocationChecker:
                 "no source answered in time",
             )
         try:
-            result = self._answer_for(plan, policy, now, deadline, subject, where)
+            result = yield from self._answer_for(plan, policy, now, deadline, subject, where)
             flight.result = result
             return result
         finally:
             with self._flights_lock:
                 self._flights.pop(flight_key, None)
-            flight.done.set()
+            flight.finish()
 
-    def _join(self, key: tuple[bytes, bytes, Policy]) -> tuple[_Flight, bool]:
+    def _join(self, key: tuple[bytes, bytes, Policy]) -> tuple[Flight, bool]:
         with self._flights_lock:
             flight = self._flights.get(key)
             if flight is not None:
                 return flight, False
-            flight = self._flights[key] = _Flight()
+            flight = self._flights[key] = Flight()
             return flight, True
 
     def _answer_for(
@@ -283,14 +350,14 @@ class RevocationChecker:
         deadline: float,
         subject: str,
         where: str,
-    ) -> RevocationResult:
+    ) -> Steps[RevocationResult]:
         start = self._monotonic()
         attempts: list[Attempt] = []
 
         def elapsed() -> float:
             return (self._monotonic() - start) * 1e3
 
-        cached = self._from_store(plan, policy, now, attempts, elapsed)
+        cached = yield from self._from_store(plan, policy, now, attempts, elapsed)
         if cached is not None:
             self._count("cache_hit")
             logger.debug(
@@ -333,9 +400,13 @@ class RevocationChecker:
             if source == "ocsp":
                 if marked is not None:
                     continue
-                answer = self._ask_responders(plan, policy, now, deadline, attempts, start, where)
+                answer = yield from self._ask_responders(
+                    plan, policy, now, deadline, attempts, start, where
+                )
             else:
-                answer = self._read_crls(plan, policy, now, deadline, attempts, elapsed, where)
+                answer = yield from self._read_crls(
+                    plan, policy, now, deadline, attempts, elapsed, where
+                )
             if answer is not None:
                 return RevocationResult.from_answer(answer[0], answer[1], tuple(attempts), subject)
         tried = [a for a in attempts if a.outcome != "skipped" and a.source != "cache"]
@@ -411,8 +482,8 @@ class RevocationChecker:
         now: datetime.datetime,
         attempts: list[Attempt],
         elapsed: Callable[[], float],
-    ) -> StapleResult | None:
-        entry = self.store.get(plan.ocsp_key, now=now)
+    ) -> Steps[StapleResult | None]:
+        entry = yield from self._store_step(lambda: self.store.get(plan.ocsp_key, now=now))
         if not isinstance(entry, Entry):
             self._count("store_miss")
             return None
@@ -472,7 +543,7 @@ class RevocationChecker:
         attempts: list[Attempt],
         start: float,
         where: str,
-    ) -> tuple[StapleResult, str] | None:
+    ) -> Steps[tuple[StapleResult, str] | None]:
         if not plan.ocsp_urls:
             return None
         request = plan.request
@@ -481,15 +552,17 @@ class RevocationChecker:
         nonce = request.nonce
         self._count("ocsp_query")
         offset = (self._monotonic() - start) * 1e3
-        first = self._fetch_ocsp(
-            plan.ocsp_urls,
-            request.der,
-            lambda der: self._judge_ocsp(der, plan.certs, policy, now, nonce),
-            deadline=deadline,
-            method=policy.ocsp_method,
-            timeout=max(deadline - self._monotonic(), 0.001),
-            allow_https=policy.allow_https_fetch,
-            clock=self._monotonic,
+        first = yield from ask(
+            AskResponders(
+                urls=tuple(plan.ocsp_urls),
+                request_der=request.der,
+                judge=lambda der: self._judge_ocsp(der, plan.certs, policy, now, nonce),
+                deadline=deadline,
+                method=policy.ocsp_method,
+                timeout=max(deadline - self._monotonic(), 0.001),
+                allow_https=policy.allow_https_fetch,
+            ),
+            FirstAnswer,
         )
         for attempt in first.attempts:
             attempts.append(
@@ -509,7 +582,10 @@ class RevocationChecker:
         self._count("ocsp_answer")
         expires = ocsp_expiry(first.result, policy)
         if expires is not None and expires > now:
-            self.store.put(plan.ocsp_key, first.der, now=now, expires_at=expires)
+            der = first.der
+            yield from self._store_step(
+                lambda: self.store.put(plan.ocsp_key, der, now=now, expires_at=expires)
+            )
         return first.result, "ocsp"
 
     def _read_crls(
@@ -521,9 +597,10 @@ class RevocationChecker:
         attempts: list[Attempt],
         elapsed: Callable[[], float],
         where: str,
-    ) -> tuple[StapleResult, str] | None:
+    ) -> Steps[tuple[StapleResult, str] | None]:
         if policy.crl_files:
-            found, problems = self._files.load(policy.crl_files)
+            files = policy.crl_files
+            found, problems = yield from blocking(lambda: self._files.load(files))
             for path, problem in problems:
                 attempts.append(
                     Attempt(
@@ -536,7 +613,7 @@ class RevocationChecker:
                 )
             verdicts: list[StapleResult] = []
             for path, der in found:
-                index = self._judge_crl(path, der, plan.certs, policy, now)
+                index = yield from self._judge_crl(path, der, plan.certs, policy, now)
                 if isinstance(index, CRLRefusal) and index.reason.startswith(_OTHER_ISSUER):
                     continue  # another CA's CRL in the same directory
                 verdict = crl_verdict(index, plan.certs.leaf, now=now)
@@ -577,7 +654,7 @@ class RevocationChecker:
         for url in plan.crl_urls:
             if self._monotonic() >= deadline:
                 break
-            answer = self._crl_from(
+            answer = yield from self._crl_from(
                 url, plan.certs, policy, now, deadline, attempts, elapsed, where
             )
             if answer is not None:
@@ -594,7 +671,7 @@ class RevocationChecker:
         attempts: list[Attempt],
         elapsed: Callable[[], float],
         where: str,
-    ) -> tuple[StapleResult, str] | None:
+    ) -> Steps[tuple[StapleResult, str] | None]:
         memo_key = (url, certs.issuer_der, _settings(policy))
         key = crl_key(url)
         current = self._current_crl.get(memo_key)
@@ -603,9 +680,9 @@ class RevocationChecker:
             if answer is not None:
                 return answer
         else:
-            entry = self.store.get(key, now=now)
+            entry = yield from self._store_step(lambda: self.store.get(key, now=now))
             if isinstance(entry, Entry):
-                index = self._judge_crl(url, entry.der, certs, policy, now)
+                index = yield from self._judge_crl(url, entry.der, certs, policy, now)
                 if isinstance(index, CRLRefusal) or not index.earliest <= now <= index.latest:
                     attempts.append(
                         Attempt(
@@ -629,12 +706,14 @@ class RevocationChecker:
             return None
         self._count("crl_fetch")
         try:
-            der = self._fetch_crl(
-                url,
-                deadline=deadline,
-                timeout=max(deadline - self._monotonic(), 0.001),
-                allow_https=policy.allow_https_fetch,
-                clock=self._monotonic,
+            der = yield from ask(
+                FetchCRL(
+                    url=url,
+                    deadline=deadline,
+                    timeout=max(deadline - self._monotonic(), 0.001),
+                    allow_https=policy.allow_https_fetch,
+                ),
+                bytes,
             )
         except FetchError as error:
             attempts.append(
@@ -649,9 +728,12 @@ class RevocationChecker:
             logger.debug("%s: CRL %s failed: %s", where, url, error.reason)
             self._mark_crl_failure(key, policy, url, error.reason, now)
             return None
-        judged = self._judge_crl(url, der, certs, policy, now)
+        judged = yield from self._judge_crl(url, der, certs, policy, now)
         if isinstance(judged, CRLIndex):
-            self.store.put(key, der, now=now, expires_at=crl_expiry(judged))
+            expires = crl_expiry(judged)
+            yield from self._store_step(
+                lambda: self.store.put(key, der, now=now, expires_at=expires)
+            )
             self._current_crl.put(memo_key, judged)
         else:
             self._mark_crl_failure(key, policy, url, f"refused: {judged.reason}", now)
@@ -711,7 +793,7 @@ class RevocationChecker:
 
     def _judge_crl(
         self, where: str, der: bytes, certs: CertPair, policy: Policy, now: datetime.datetime
-    ) -> CRLIndex | CRLRefusal:
+    ) -> Steps[CRLIndex | CRLRefusal]:
         key = (hashlib.sha256(der).digest(), len(der), certs.issuer_der, _settings(policy))
         memo = self._crls.get(key)
         if memo is not None:
@@ -720,15 +802,18 @@ class RevocationChecker:
             # once the clock has moved on, at most once a minute (or skew) per CRL.
             if isinstance(judged, CRLIndex) or now <= judged_at + _rejudge_after(policy):
                 return judged
-        judged = judge_crl(
-            der,
-            certs.issuer,
-            issuer_der=certs.issuer_der,
-            now=now,
-            clock_skew=policy.clock_skew,
-            default_lifetime=policy.default_lifetime,
-            max_age=policy.max_age,
-            allow_sha1=policy.allow_sha1,
+        judged = yield from blocking(
+            lambda: judge_crl(
+                der,
+                certs.issuer,
+                issuer_der=certs.issuer_der,
+                now=now,
+                clock_skew=policy.clock_skew,
+                default_lifetime=policy.default_lifetime,
+                max_age=policy.max_age,
+                allow_sha1=policy.allow_sha1,
+            ),
+            cheap=len(der) <= _CHEAP_CRL_BYTES,
         )
         self._crls.put(key, (judged, now))
         return judged
@@ -740,7 +825,7 @@ class RevocationChecker:
         staple: StapleResult,
         policy: Policy,
         now: datetime.datetime,
-    ) -> None:
+    ) -> Steps[None]:
         """Keep a good staple seen in a handshake for connections that get none."""
         expires = ocsp_expiry(staple, policy)
         if expires is None or expires <= now:
@@ -749,7 +834,7 @@ class RevocationChecker:
             _request, key = request_key(certs)
         except ValueError:
             return
-        self.store.put(key, der, now=now, expires_at=expires)
+        yield from self._store_step(lambda: self.store.put(key, der, now=now, expires_at=expires))
 
 
 _MARKED = "failed recently ("

@@ -300,6 +300,84 @@ def _open(
     raise last or OSError(f"no address for {host}")
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """Where a URL's request goes: the pieces every fetcher connects with."""
+
+    scheme: str
+    """``http`` or (when allowed) ``https``."""
+    host: str
+    """A name or an address literal (without brackets)."""
+    port: int
+    """Always given: the scheme's default when the URL names none."""
+    target: str
+    """The request target: path and query."""
+
+
+def parse_target(url: str, *, allow_https: bool) -> Target:
+    """``url`` as a :class:`Target`, or :class:`ValueError` saying why it is not
+    fetched (the fetchers' URL rules, in one place)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as error:  # "Invalid IPv6 URL"
+        raise ValueError(f"bad URL ({error})") from None
+    scheme = parts.scheme.lower()
+    if scheme == "https" and not allow_https:
+        raise ValueError("https:// sources are refused unless allowed (allow_https=True)")
+    if scheme not in ("http", "https"):
+        raise ValueError(
+            f"only http:// URLs are fetched, not {parts.scheme or 'a relative URL'}://"
+        )
+    try:
+        host = parts.hostname
+        port = parts.port
+    except ValueError as error:
+        raise ValueError(f"bad URL ({error})") from None
+    if not host:
+        raise ValueError("the URL has no host")
+    if port == 0:
+        raise ValueError("bad URL (port 0)")  # http.client would quietly use the default
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("a URL with credentials is refused")
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    if not (host + target).isprintable() or " " in host + target:
+        raise ValueError("bad URL (control characters or spaces)")
+    return Target(scheme, host, port or (443 if scheme == "https" else 80), target)
+
+
+def check_head(
+    status: int,
+    reason: str,
+    header: Callable[[str], Sequence[str]],
+    accept: frozenset[str],
+    max_bytes: int,
+    length: int | None,
+) -> None:
+    """Refuse (:class:`ValueError`, with the reason) a response whose status line or
+    headers already rule it out: not 200 (a redirect names its Location), another
+    Content-Type, Content-Length headers that disagree, or a ``length`` (the declared
+    Content-Length of a body that is not chunked) over ``max_bytes``."""
+    if 300 <= status < 400:
+        location = (list(header("Location")) or ["(none)"])[0]
+        raise ValueError(
+            f"HTTP {status} redirect to {location[:200]!r}: redirects are not followed"
+        )
+    if status != 200:
+        raise ValueError(f"HTTP {status} {reason[:100]!r}")
+    declared = (list(header("Content-Type")) or [""])[0].split(";")[0].strip().lower()
+    if declared not in accept:
+        wanted = " or ".join(sorted(accept))
+        raise ValueError(f"Content-Type {declared[:100] or '(none)'!r}, not {wanted}")
+    if len({value.strip() for value in header("Content-Length")}) > 1:
+        # RFC 9112 §6.3: differing lengths are an unrecoverable error (http.client
+        # would take the first one).
+        raise ValueError("the response has Content-Length headers that disagree")
+    if length is not None and length > max_bytes:
+        raise ValueError(f"Content-Length {length} is over the cap of {max_bytes} bytes")
+
+
 def fetch(
     url: str,
     *,
@@ -327,42 +405,23 @@ def fetch(
         return FetchError(reason, url, clock() - start)
 
     try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError as error:  # "Invalid IPv6 URL"
-        raise fail(f"bad URL ({error})") from None
-    scheme = parts.scheme.lower()
-    if scheme == "https" and not allow_https:
-        raise fail("https:// sources are refused unless allowed (allow_https=True)")
-    if scheme not in ("http", "https"):
-        raise fail(f"only http:// URLs are fetched, not {parts.scheme or 'a relative URL'}://")
-    try:
-        host = parts.hostname
-        port = parts.port
+        where = parse_target(url, allow_https=allow_https)
     except ValueError as error:
-        raise fail(f"bad URL ({error})") from None
-    if not host:
-        raise fail("the URL has no host")
-    if port == 0:
-        raise fail("bad URL (port 0)")  # http.client would quietly use the default port
-    if parts.username is not None or parts.password is not None:
-        raise fail("a URL with credentials is refused")
+        raise fail(str(error)) from None
     if end <= start:
         raise fail("no time left before the deadline")
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    kind = _TLSConnection if scheme == "https" else _Connection
+    kind = _TLSConnection if where.scheme == "https" else _Connection
     # The port is always given: http.client would otherwise read one out of an IPv6
     # literal ("::1" would become host "::", port 1).
     try:
-        connection = kind(host, port or kind.default_port, end, clock, _cancel)
+        connection = kind(where.host, where.port, end, clock, _cancel)
     except (http.client.HTTPException, ValueError) as error:  # control characters
         raise fail(_describe(error)) from None
     try:
         headers = {"User-Agent": _USER_AGENT, "Accept": ", ".join(sorted(accept))}
         if body is not None:
             headers["Content-Type"] = content_type or "application/octet-stream"
-        connection.request("POST" if body is not None else "GET", target, body, headers)
+        connection.request("POST" if body is not None else "GET", where.target, body, headers)
         with connection.getresponse() as response:
             return _read(response, accept, max_bytes, fail)
     except FetchError:
@@ -392,24 +451,18 @@ def _read(
     max_bytes: int,
     fail: Callable[[str], FetchError],
 ) -> bytes:
-    status = response.status
-    if 300 <= status < 400:
-        location = response.getheader("Location", "(none)")
-        raise fail(f"HTTP {status} redirect to {location[:200]!r}: redirects are not followed")
-    if status != 200:
-        raise fail(f"HTTP {status} {response.reason[:100]!r}")
-    declared = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
-    if declared not in accept:
-        wanted = " or ".join(sorted(accept))
-        raise fail(f"Content-Type {declared[:100] or '(none)'!r}, not {wanted}")
-    lengths = {value.strip() for value in response.headers.get_all("Content-Length") or ()}
-    if len(lengths) > 1:
-        # RFC 9112 §6.3: differing lengths are an unrecoverable error (http.client
-        # would take the first one).
-        raise fail("the response has Content-Length headers that disagree")
-    length = response.length  # the Content-Length, when one was sent and not chunked
-    if length is not None and length > max_bytes:
-        raise fail(f"Content-Length {length} is over the cap of {max_bytes} bytes")
+    try:
+        check_head(
+            response.status,
+            response.reason,
+            lambda name: response.headers.get_all(name) or [],
+            accept,
+            max_bytes,
+            response.length,  # the Content-Length, when one was sent and not chunked
+        )
+    except ValueError as error:
+        raise fail(str(error)) from None
+    length = response.length
     chunks: list[bytes] = []
     total = 0
     while True:
@@ -560,6 +613,10 @@ class FirstAnswer:
     """Every URL, in the order given."""
 
 
+Finished = dict[int, tuple[str, str, float]]
+"""Attempts that ended, by index: outcome, reason, and the ``clock()`` when it ended."""
+
+
 _Done = tuple[int, str, str, float, StapleResult | None, bytes | None]
 
 
@@ -633,7 +690,7 @@ def fetch_first(
                 target=attempt, args=(index, url), name=f"staplecheck-ocsp-{index}", daemon=True
             ).start()
 
-    finished: dict[int, tuple[str, str, float]] = {}
+    finished: Finished = {}
     winner: tuple[int, StapleResult, bytes] | None = None
     while len(finished) < len(asked):
         left = deadline - clock()
@@ -648,10 +705,23 @@ def fetch_first(
             winner = (index, result, der)
             break
     cancel.cancel()
-    now = clock()
+    return first_answer(urls, len(asked), finished, winner, (clock() - start) * 1e3, start)
+
+
+def first_answer(
+    urls: Sequence[str],
+    asked: int,
+    finished: Finished,
+    winner: tuple[int, StapleResult, bytes] | None,
+    milliseconds: float,
+    start: float,
+) -> FirstAnswer:
+    """What a race among the first ``asked`` of ``urls`` found, every URL accounted
+    for: finished, cancelled by the ``winner``, still running at the end
+    (``milliseconds`` after ``start``), or never asked."""
     attempts = []
     for index, url in enumerate(urls):
-        if index >= len(asked):
+        if index >= asked:
             attempts.append(
                 Attempt(url=url, outcome="skipped", reason="over MAX_PARALLEL", milliseconds=0.0)
             )
@@ -666,7 +736,7 @@ def fetch_first(
                     url=url,
                     outcome="cancelled",
                     reason="another responder answered first",
-                    milliseconds=(now - start) * 1e3,
+                    milliseconds=milliseconds,
                 )
             )
         else:
@@ -675,10 +745,10 @@ def fetch_first(
                     url=url,
                     outcome="timeout",
                     reason="no answer before the deadline",
-                    milliseconds=(now - start) * 1e3,
+                    milliseconds=milliseconds,
                 )
             )
     if winner is None:
         return FirstAnswer(result=None, url=None, der=None, attempts=tuple(attempts))
     index, result, der = winner
-    return FirstAnswer(result=result, url=asked[index], der=der, attempts=tuple(attempts))
+    return FirstAnswer(result=result, url=urls[index], der=der, attempts=tuple(attempts))

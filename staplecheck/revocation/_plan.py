@@ -3,11 +3,11 @@ no clock.
 
 A plan names, for one certificate and its verified issuer, the OCSP responders to ask
 (a designated responder from the policy, else every OCSP URL of the certificate's AIA)
-and the CRLs to read (the policy's static files, else the certificate's HTTP
-distribution points), with a reason for every URL left out. The certificate comes from
-a chain OpenSSL verified, but a CA customer chose nothing in it, while a CA could
-write anything: URLs are bounded in number and length, and only ``http://`` (or
-``https://`` when the policy allows it) is asked.
+and the CRLs to read (the policy's static files, else its designated distribution
+points, else the certificate's HTTP distribution points), with a reason for every URL
+left out. The certificate comes from a chain OpenSSL verified, but a CA customer chose
+nothing in it, while a CA could write anything: URLs are bounded in number and length,
+and only ``http://`` (or ``https://`` when the policy allows it) is asked.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def make_plan(certs: CertPair, policy: Policy) -> Plan:
         elif not candidates:
             skipped.append(Skipped("ocsp", "", "the certificate names no OCSP responder"))
     if "crl" in policy.sources and not policy.crl_files:
-        points = _distribution_points(certs.leaf)
+        points = list(policy.crl_urls) if policy.crl_urls else _distribution_points(certs.leaf)
         crl_urls = _usable("crl", points or [], policy, MAX_CRL_URLS, skipped)
         if points is None:
             skipped.append(Skipped("crl", "", _UNREADABLE_REASON))

@@ -438,6 +438,48 @@ class StapleConnection(SSL.Connection):
         Returns the verdict, ``None`` when the policy has no fallback. Called by
         ``do_handshake`` unless ``defer_revocation``; once per connection (a second
         call returns the first verdict, or raises its refusal again)."""
+        pending = self._pending_revocation()
+        if pending is None:
+            return self._staple.revocation
+        state, checker, chain, staple = pending
+        try:
+            result = checker.check(
+                chain,
+                state.policy,
+                staple,
+                staple_der=state.staple_der,
+                timeout=_budget(timeout),
+                host=state.host,
+            )
+        except Exception as error:  # noqa: BLE001 - a caller's store or fetcher: fail closed
+            result = _failed_check(error)
+        return self._settle(state, result)
+
+    async def check_revocation_async(self, timeout: float | None = None) -> RevocationResult | None:
+        """:meth:`check_revocation` for an event loop (asyncio or trio): the checker's
+        :meth:`~staplecheck.revocation.RevocationChecker.check_async`, so live queries
+        hold no thread and never block the loop. Same verdict, same refusal."""
+        pending = self._pending_revocation()
+        if pending is None:
+            return self._staple.revocation
+        state, checker, chain, staple = pending
+        try:
+            result = await checker.check_async(
+                chain,
+                state.policy,
+                staple,
+                staple_der=state.staple_der,
+                timeout=_budget(timeout),
+                host=state.host,
+            )
+        except Exception as error:  # noqa: BLE001 - a caller's store or fetcher: fail closed
+            result = _failed_check(error)
+        return self._settle(state, result)
+
+    def _pending_revocation(
+        self,
+    ) -> tuple[_Handshake, RevocationChecker, Sequence[bytes], StapleResult] | None:
+        """What the check needs, or ``None`` when there is nothing (left) to check."""
         state = self._staple
         if not self._checked:
             raise ssl.SSLError(1, "check_revocation() needs a completed handshake")
@@ -445,46 +487,41 @@ class StapleConnection(SSL.Connection):
             return None
         if self._refusal is not None:
             raise self._refusal.with_traceback(None)
-        if state.revocation is None:
-            try:
-                self._check_revocation(state, timeout)
-            except RevocationError as refusal:
-                self._refusal = refusal
-                raise
-        return state.revocation
+        if state.revocation is not None:
+            return None
+        checker = _context_info(self.get_context()).revocation or default_checker()
+        return state, checker, state.chain_der, state.result
 
-    def _check_revocation(self, state: _Handshake, timeout: float | None) -> None:
-        assert state.chain_der is not None
+    def _settle(self, state: _Handshake, result: RevocationResult) -> RevocationResult:
+        """Record the verdict; raise (and remember) the refusal when it refuses."""
         assert state.result is not None
-        info = _context_info(self.get_context())
-        checker = info.revocation or default_checker()
-        if not timeout or timeout < 0:
-            # A non-blocking socket (0.0) sets no budget, it is driven by an event
-            # loop: the policy's fallback_timeout applies, never a budget of zero
-            # (which would skip every source) and never an unbounded one.
-            timeout = None
-        try:
-            state.revocation = checker.check(
-                state.chain_der,
-                state.policy,
-                state.result,
-                staple_der=state.staple_der,
-                timeout=timeout,
-                host=state.host,
-            )
-        except Exception as error:  # noqa: BLE001 - a caller's store or fetcher: fail closed
-            # The engine raises nothing for what peers, responders or stores send; a
-            # store or fetcher of the caller's own may. The connection is refused
-            # with an error of the ssl family, never a raw exception.
-            state.revocation = RevocationResult(
-                status=StapleStatus.MISSING,
-                source=None,
-                reason=f"the revocation check failed: {error!r}"[:300],
-                accepted=False,
-            )
-        if not state.revocation.accepted:
+        state.revocation = result
+        if not result.accepted:
             state.accepted = False
-            raise RevocationError(state.result, state.revocation, state.host)
+            self._refusal = RevocationError(state.result, result, state.host)
+            raise self._refusal
+        return result
+
+
+def _budget(timeout: float | None) -> float | None:
+    """The check's time budget from a socket's timeout. A non-blocking socket (0.0)
+    sets none, it is driven by an event loop: the policy's fallback_timeout applies,
+    never a budget of zero (which would skip every source) and never an unbounded one."""
+    if not timeout or timeout < 0:
+        return None
+    return timeout
+
+
+def _failed_check(error: Exception) -> RevocationResult:
+    """The engine raises nothing for what peers, responders or stores send; a store or
+    fetcher of the caller's own may. The connection is then refused, with an error of
+    the ssl family, never a raw exception."""
+    return RevocationResult(
+        status=StapleStatus.MISSING,
+        source=None,
+        reason=f"the revocation check failed: {error!r}"[:300],
+        accepted=False,
+    )
 
 
 def drive_handshake(connection: SSL.Connection, sock: socket.socket) -> None:

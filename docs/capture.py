@@ -18,6 +18,7 @@ Usage: ``python docs/capture.py [OUTPUT_DIR]`` (default ``docs/_captured``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.server
 import os
@@ -384,6 +385,70 @@ def _query_files(
 # --- demo --------------------------------------------------------------------------
 
 
+def capture_scan(session: Session) -> None:
+    """A small fleet: good, a staple 20 hours into its 24, no staple, no OCSP URL and
+    no staple, revoked, a closed port and a malformed line; the live responder asked."""
+    root = CA()
+    issuer = root.create_intermediate()
+    root.write_trust(session.workdir / "ca.pem")
+    now = issuer.now
+    run = session.run
+    with OCSPResponder(issuer) as responder, contextlib.ExitStack() as stack:
+        targets: list[str] = []
+
+        def serve(staple: str | None, answer: str, *, ocsp: bool = True, **times: object) -> None:
+            leaf = issuer.issue_cert("localhost", ocsp_url=responder.url if ocsp else None)
+            reason = "keyCompromise" if answer == "revoked" else None
+            responder.set_status(leaf, answer, revocation_reason=reason)
+            der = None if staple is None else issuer.ocsp_response(leaf, staple, **times)
+            server = stack.enter_context(StaplingServer(leaf, der))
+            targets.append(f"localhost:{server.port}")
+
+        serve("good", "good")
+        serve(
+            "good",
+            "good",
+            this_update=now - datetime.timedelta(hours=20),
+            next_update=now + datetime.timedelta(hours=4),
+        )
+        serve(None, "good")
+        serve(None, "good", ocsp=False)
+        serve("revoked", "revoked")
+        with _silent_listener() as port:
+            closed = f"127.0.0.1:{port}"  # bound, then closed: nothing listens there
+        fleet = (*targets, closed, "bad target")
+        ca = ("--cafile", "ca.pem")
+        session.write("scan-table", run("scan", *ca, *fleet, expect=3))
+        session.write("scan-json", run("scan", *ca, "--json", targets[0], expect=0))
+        session.write("scan-csv", run("scan", *ca, "--csv", targets[0], expect=0))
+        prometheus = run("scan", *ca, "--prometheus", "fleet.prom", *targets, expect=1)
+        text = (session.workdir / "fleet.prom").read_text(encoding="utf-8")
+        wanted = ("staplecheck_up", "staplecheck_revoked", "staplecheck_staple_seconds_left")
+        kept = [line for line in text.splitlines() if _metric(line) in wanted]
+        session.write(
+            "scan-prometheus",
+            prometheus,
+            "$ grep -E 'staplecheck_(up|revoked|staple_seconds_left)' fleet.prom\n",
+            "\n".join(kept) + "\n",
+        )
+        html = run("scan", *ca, "--html", "fleet.html", *targets, expect=1)
+        size = (session.workdir / "fleet.html").stat().st_size
+        session.write("scan-html", html, f"$ ls -l fleet.html   # {size} bytes, one file\n")
+        session.write(
+            "scan-usage-errors",
+            run("scan", *ca, expect=2),
+            run("scan", *ca, "--json", "--csv", targets[0], expect=2),
+        )
+
+
+def _metric(line: str) -> str:
+    """The metric a Prometheus text line is about (a sample, or its HELP/TYPE)."""
+    words = line.split(" ")
+    if line.startswith("# ") and len(words) > 2:
+        return words[2]
+    return words[0].split("{")[0]
+
+
 def capture_demo(session: Session) -> None:
     session.write("demo", session.run("demo", "--no-color", expect=0))
 
@@ -394,6 +459,7 @@ COMMANDS: dict[str, Callable[[Session], None]] = {
     "check": capture_check,
     "ocsp": capture_ocsp,
     "crl": capture_crl,
+    "scan": capture_scan,
     "demo": capture_demo,
 }
 

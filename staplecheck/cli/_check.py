@@ -4,12 +4,14 @@ with a fallback, what the revocation engine found beyond the staple."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import socket
 import ssl
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
@@ -27,11 +29,17 @@ from ..validation._result import StapleResult
 from ..validation._tlsfeature import has_must_staple
 from ..validation._validate import StapleCache
 
-__all__ = ["CheckError", "CheckReport", "check_url", "parse_https_url"]
+__all__ = ["CheckError", "CheckReport", "check_context", "check_url", "parse_https_url"]
 
 
 class CheckError(Exception):
-    """The connection failed for a reason other than the staple."""
+    """The connection failed for a reason other than the staple. ``unreachable`` says
+    whether the server could not be reached at all (refused, timed out, reset), as
+    opposed to a TLS failure (an untrusted chain, a wrong host name)."""
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +58,13 @@ class CheckReport:
     revocation: RevocationResult | None = None
     """The engine's verdict (staple, cache, OCSP, CRLs; the intermediates under
     ``check_chain``); ``None`` when the policy has no fallback source."""
+    certificate: x509.Certificate | None = dataclasses.field(
+        default=None, compare=False, repr=False
+    )
+    """The server's certificate (``staplecheck scan`` reports its names, validity and
+    URLs; ``to_dict`` leaves it out)."""
+    chain: tuple[bytes, ...] = dataclasses.field(default=(), compare=False, repr=False)
+    """The chain OpenSSL verified (DER, leaf first, the trust anchor last)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +97,29 @@ def parse_https_url(url: str) -> tuple[str, int]:
     return a_label(parsed.hostname), port
 
 
+def check_context(
+    policy: Policy, *, cafile: str | None = None, capath: str | None = None
+) -> SSL.Context:
+    """The observing client context :func:`check_url` handshakes with: the chain and
+    host name verified as always, the staple asked for and judged, never refused inside
+    the handshake. One context serves any number of connections (``scan`` shares one);
+    :class:`CheckError` when OpenSSL cannot load the CA file or directory."""
+    config = TLSConfig(cafiles=(cafile,) if cafile else (), capaths=(capath,) if capath else ())
+    try:
+        return create_context(_observing(policy), config=config, cache=StapleCache(maxsize=256))
+    except ssl.SSLError as error:  # a CA file OpenSSL cannot load; the text names it
+        raise CheckError(_describe(error)) from None
+
+
+@functools.lru_cache(maxsize=16)
+def _observing(policy: Policy) -> Policy:
+    # Observe only: no refusal inside the handshake, and no fallback run by it. Memoized:
+    # scan checks hundreds of targets under one policy, and a Policy checks itself.
+    return dataclasses.replace(
+        policy, mode=Mode.OFF, fallback=None, check_chain=False, responders=()
+    )
+
+
 def check_url(
     url: str,
     *,
@@ -90,6 +128,7 @@ def check_url(
     timeout: float = 10.0,
     checker: RevocationChecker | None = None,
     leaf_responders: Sequence[str] = (),
+    context: SSL.Context | None = None,
 ) -> CheckReport:
     """Handshake with the server behind ``url``, always asking for a staple.
 
@@ -102,22 +141,19 @@ def check_url(
     clients run after their handshakes, on the chain OpenSSL verified, within
     ``timeout`` and the policy's ``fallback_timeout``. ``leaf_responders`` are OCSP
     URLs designated for the certificates the server's certificate's issuer issued
-    (:class:`ResponderOverride`), added to ``policy.responders``.
+    (:class:`ResponderOverride`), added to ``policy.responders``. ``context`` is one
+    :func:`check_context` made for ``policy`` (a new one for ``cafile`` when ``None``).
     """
     host, port = parse_https_url(url)
-    # Observe only: no refusal inside the handshake, and no fallback run by it.
-    observe = dataclasses.replace(
-        policy, mode=Mode.OFF, fallback=None, check_chain=False, responders=()
-    )
-    config = TLSConfig(cafiles=(cafile,) if cafile else ())
-    try:
-        context = create_context(observe, config=config, cache=StapleCache(maxsize=4))
-    except ssl.SSLError as error:  # a CA file OpenSSL cannot load; the text names it
-        raise CheckError(_describe(error)) from None
+    observe = _observing(policy)
+    if context is None:
+        context = check_context(policy, cafile=cafile)
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as error:
-        raise CheckError(f"cannot connect to {host} port {port}: {_describe(error)}") from None
+        raise CheckError(
+            f"cannot connect to {host} port {port}: {_describe(error)}", unreachable=True
+        ) from None
     try:
         connection = StapleConnection(
             context, sock, server_hostname=host, policy=observe, request_staple=True
@@ -125,14 +161,20 @@ def check_url(
         try:
             drive_handshake(connection, sock)
         except (ssl.SSLError, OSError) as error:
-            raise CheckError(f"TLS with {host} port {port} failed: {_describe(error)}") from None
+            # A timeout or a reset before any TLS answer: the server is not there to judge.
+            unreachable = not isinstance(error, ssl.SSLError) or isinstance(
+                error.__cause__, TimeoutError | socket.timeout | ConnectionError
+            )
+            raise CheckError(
+                f"TLS with {host} port {port} failed: {_describe(error)}", unreachable=unreachable
+            ) from None
         result = connection.staple
         assert result is not None  # asked for, so judged
         peer = connection.get_peer_certificate(as_cryptography=True)
+        chain = _verified_chain(connection)
         revocation = None
         accepted = policy.accepts(result)
         if policy.needs_revocation_check:
-            chain = _verified_chain(connection)
             if len(chain) > 1 and leaf_responders:
                 designated = tuple(ResponderOverride(u, issuer=chain[1]) for u in leaf_responders)
                 policy = dataclasses.replace(policy, responders=policy.responders + designated)
@@ -149,6 +191,8 @@ def check_url(
             must_staple=peer is not None and has_must_staple(peer),
             staple=result,
             revocation=revocation,
+            certificate=peer,
+            chain=chain,
         )
     finally:
         sock.close()

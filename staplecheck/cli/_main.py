@@ -4,7 +4,8 @@ Exit codes: 0 good (verify) or accepted (check), 1 any other verdict or a reject
 (by the staple or the revocation check beyond it), 2 usage errors, unreadable or
 unparsable certificate, CRL and responder files, and a cache that cannot be opened, 3
 (``check``) a connection that failed for a reason other than the staple, (``ocsp``,
-``crl``) no answer from the source asked (see :mod:`._query`).
+``crl``) no answer from the source asked (see :mod:`._query`). ``scan``'s codes are in
+``_scan`` (docs/cli.md).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ._fallback import (
     parse_fallback_timeout,
     parse_ocsp_url,
 )
+from ._scan import ScanUsageError, add_scan_arguments, run_scan
 
 __all__ = ["main"]
 
@@ -69,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if not hasattr(args, "run"):
             raise UsageError(
-                "choose a command: verify, check, ocsp, crl or demo (see staplecheck --help)"
+                "choose a command: verify, check, scan, ocsp, crl or demo (see staplecheck --help)"
             )
         code: int = args.run(args)
         sys.stdout.flush()
@@ -120,22 +122,24 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Connect to URL, ask for a staple, judge it, and apply the policy.",
     )
     check.add_argument("url", metavar="URL", help="https://host[:port]/")
-    check.add_argument("--cafile", metavar="PEM", help="trust these CAs instead of certifi")
-    check.add_argument(
-        "--policy",
-        choices=[m.value for m in Mode],
-        default=Mode.SOFT_FAIL.value,
-        help="the policy that decides acceptance (default soft-fail); the staple is "
-        "always asked for and reported; hard-fail needs a definite good from the staple "
-        "or a fallback source",
-    )
-    check.add_argument(
-        "--timeout", type=_parse_timeout, default=10.0, metavar="S", help="seconds (default 10)"
-    )
+    _add_connection_options(check)
     _add_time_options(check)
     check.add_argument("--json", action="store_true", help="print one JSON object")
     _add_fallback_options(check)
     check.set_defaults(run=_run_check)
+
+    scan = commands.add_parser(
+        "scan",
+        help="check many HTTPS servers at once and report their staples",
+        description="Check every TARGET as check does, concurrently, and report the "
+        "staple, the live OCSP responder's answer, the certificate's expiry and the "
+        "policy's verdict for each: a table, JSON lines, CSV or the Prometheus format.",
+    )
+    add_scan_arguments(scan)
+    _add_connection_options(scan)
+    _add_time_options(scan)
+    _add_fallback_options(scan)
+    scan.set_defaults(run=_run_scan)
 
     demo = commands.add_parser(
         "demo",
@@ -150,6 +154,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_query_commands(commands)
     return parser
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cafile", metavar="PEM", help="trust these CAs instead of certifi")
+    parser.add_argument(
+        "--policy",
+        choices=[m.value for m in Mode],
+        default=Mode.SOFT_FAIL.value,
+        help="the policy that decides acceptance (default soft-fail); the staple is "
+        "always asked for and reported; hard-fail needs a definite good from the staple "
+        "or a fallback source",
+    )
+    parser.add_argument(
+        "--timeout", type=_parse_timeout, default=10.0, metavar="S", help="seconds (default 10)"
+    )
 
 
 def _add_fallback_options(parser: argparse.ArgumentParser) -> None:
@@ -316,7 +335,9 @@ def _labelled(rows: list[tuple[str, Any]], indent: str = "") -> list[str]:
 # --- check ----------------------------------------------------------------------------
 
 
-def _run_check(args: argparse.Namespace) -> int:
+def _policy_from_args(args: argparse.Namespace) -> Policy:
+    """The policy ``check`` and ``scan`` run under; ``UsageError`` for options that
+    make none (docs/cli.md). Reads the CA file to check it holds a certificate."""
     try:
         check_combinations(args)
         policy = Policy(
@@ -342,17 +363,26 @@ def _run_check(args: argparse.Namespace) -> int:
         raise UsageError(f"these options make no policy: {error}") from None
     if args.cafile is not None:
         _load_ca_file(args.cafile)
+    return policy
+
+
+def _open_checker(args: argparse.Namespace) -> RevocationChecker:
+    """A checker on the ``--cache`` store (memory by default); ``UsageError`` when it
+    cannot be opened."""
+    try:
+        store = open_cache(args.cache or "memory")
+    except FallbackUsageError as error:
+        raise UsageError(str(error)) from None
+    return RevocationChecker(store)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    policy = _policy_from_args(args)
     try:
         parse_https_url(args.url)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    checker = None
-    if policy.needs_revocation_check:
-        try:
-            store = open_cache(args.cache or "memory")
-        except FallbackUsageError as error:
-            raise UsageError(str(error)) from None
-        checker = RevocationChecker(store)
+    checker = _open_checker(args) if policy.needs_revocation_check else None
     try:
         report = check_url(
             args.url,
@@ -425,6 +455,17 @@ def _revocation_rows(result: RevocationResult) -> list[str]:
             f"{attempt.milliseconds:.1f} ms{why}"
         )
     return lines
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    policy = _policy_from_args(args)
+    checker = _open_checker(args)
+    try:
+        return run_scan(args, policy, checker)
+    except ScanUsageError as error:
+        raise UsageError(str(error)) from None
+    finally:
+        checker.store.close()
 
 
 def _run_demo(args: argparse.Namespace) -> int:

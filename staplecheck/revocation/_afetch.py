@@ -7,8 +7,12 @@ fetcher's: :func:`~._fetch.parse_target` (http:// only unless allowed, no creden
 no port 0, no control characters), :func:`~._fetch.check_head` (200 only, no redirect,
 the expected Content-Type, Content-Length headers that agree and fit the cap), the same
 byte caps, and :func:`~._fetch.first_answer` to account for a race among responders.
-HTTP/1.1 is spoken with h11 (the HTTP/1.1 library httpcore is built on): a status line
-and headers larger than :data:`MAX_HEAD_BYTES` are refused before the body.
+HTTP/1.1 is spoken with h11 (the HTTP/1.1 library httpcore is built on), fed one
+response head at a time, so that the head rules are the blocking fetcher's
+(``http.client``'s) whatever the segmentation: status lines and headers over
+:data:`MAX_HEAD_BYTES` in all, or a head of 100 header lines or more (http.client's
+limit), are refused before the body; only ``100 Continue`` is skipped (another ``1xx``
+is a final answer, refused as not 200).
 
 Time: everything (name resolution, connecting, every receive) runs under one AnyIO
 cancel scope that ends at the earlier of ``deadline`` and ``timeout``; a server that
@@ -19,6 +23,7 @@ setting is read. Every failure raises :class:`~._fetch.FetchError`.
 
 from __future__ import annotations
 
+import re
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -31,12 +36,15 @@ from ._fetch import (
     CRL_TYPES,
     DEFAULT_TIMEOUT,
     MAX_CRL_FETCH_BYTES,
+    MAX_HEAD_BYTES,
     MAX_OCSP_FETCH_BYTES,
     MAX_PARALLEL,
     OCSP_TYPES,
+    TOO_MANY_HEADERS,
     FetchError,
     Finished,
     FirstAnswer,
+    HeadTooLargeError,
     Target,
     check_head,
     first_answer,
@@ -46,12 +54,10 @@ from ._ocsp import DEFINITE, OCSP_REQUEST_TYPE, get_url
 
 __all__ = ["MAX_HEAD_BYTES", "afetch", "afetch_crl", "afetch_first", "afetch_ocsp"]
 
-MAX_HEAD_BYTES = 16_384
-"""The status line and headers are refused once this many bytes of them are buffered
-without their end (h11's limit; read 4 KB at a time, so no head over 20 KB passes)."""
-
 _CHUNK = 65_536
 _HEAD_CHUNK = 4_096
+_HEAD_END = re.compile(rb"\n\r?\n")  # where h11 (and http.client) see a head end
+_MAX_HEADER_LINES = 100  # http.client's limit (_MAXHEADERS), the blank line included
 _USER_AGENT = "staplecheck"
 
 
@@ -89,6 +95,8 @@ async def afetch(
         raise
     except TimeoutError:
         raise fail(f"no answer within {left:.3f} s") from None
+    except HeadTooLargeError as error:
+        raise fail(str(error)) from None
     except h11.RemoteProtocolError as error:
         raise fail(f"the server broke HTTP/1.1: {str(error)[:200]}") from None
     except (OSError, anyio.BrokenResourceError, ssl.SSLError, ValueError) as error:
@@ -133,11 +141,17 @@ async def _exchange(
         request = (request or b"") + (http.send(h11.EndOfMessage()) or b"")
         await stream.send(request)
 
-        response = await _next(http, stream, _HEAD_CHUNK)
-        while isinstance(response, h11.InformationalResponse):  # 100 Continue
-            response = await _next(http, stream, _HEAD_CHUNK)
+        heads = _Heads(http, stream)
+        response = await heads.next()
+        while isinstance(response, h11.InformationalResponse) and response.status_code == 100:
+            response = await heads.next()  # 100 Continue, skipped as http.client does
+        if isinstance(response, h11.InformationalResponse):
+            # http.client takes any other 1xx as the final answer: not 200, refused.
+            status, reason = response.status_code, response.reason.decode("latin-1")
+            raise fail(f"HTTP {status} {reason[:100]!r}")
         if not isinstance(response, h11.Response):
             raise fail("the server closed the connection without answering")
+        heads.rest()
         fields = [
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in response.headers
         ]
@@ -180,6 +194,54 @@ async def _exchange(
         if total == 0:
             raise fail("the body is empty")
         return b"".join(chunks)
+
+
+class _Heads:
+    """Feeds h11 the bytes of one response head at a time, found here (its blank line)
+    before h11 sees them: a head is measured whole, as http.client measures it, not by
+    how much of it happened to arrive in one read."""
+
+    def __init__(self, http: h11.Connection, stream: anyio.abc.ByteStream) -> None:
+        self._http = http
+        self._stream = stream
+        self._pending = bytearray()
+        self._taken = 0
+        self._ended = False
+
+    async def next(self) -> object:
+        """The next head's event (or h11's ``ConnectionClosed`` at the end)."""
+        while True:
+            found = _HEAD_END.search(self._pending)
+            size = found.end() if found is not None else len(self._pending)
+            if self._taken + size > MAX_HEAD_BYTES:
+                raise HeadTooLargeError
+            if found is not None or self._ended:
+                head = bytes(self._pending[:size])
+                del self._pending[:size]
+                self._taken += size
+                if head.count(b"\n") - 1 > _MAX_HEADER_LINES:  # lines after the status
+                    raise HeadTooLargeError(TOO_MANY_HEADERS)
+                self._http.receive_data(head)
+                if self._ended and not self._pending:
+                    self._http.receive_data(b"")
+                event = self._http.next_event()
+                if event is h11.NEED_DATA:
+                    raise h11.RemoteProtocolError("a malformed response head")
+                return event
+            try:
+                data = await self._stream.receive(_HEAD_CHUNK)
+            except anyio.EndOfStream:
+                self._ended = True
+            else:
+                self._pending += data
+
+    def rest(self) -> None:
+        """Hand h11 what was read past the final head (the body's first bytes)."""
+        if self._pending:
+            self._http.receive_data(bytes(self._pending))
+            self._pending.clear()
+        if self._ended:
+            self._http.receive_data(b"")
 
 
 async def _next(http: h11.Connection, stream: anyio.abc.ByteStream, chunk: int) -> object:

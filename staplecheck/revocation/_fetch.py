@@ -57,6 +57,7 @@ __all__ = [
     "CRL_TYPES",
     "DEFAULT_TIMEOUT",
     "MAX_CRL_FETCH_BYTES",
+    "MAX_HEAD_BYTES",
     "MAX_OCSP_FETCH_BYTES",
     "MAX_PARALLEL",
     "MAX_PENDING_RESOLUTIONS",
@@ -75,6 +76,11 @@ MAX_OCSP_FETCH_BYTES = 65_536
 (``staplecheck.validation._shape.MAX_RESPONSE_BYTES``); real ones are 0.3-6 KB."""
 MAX_CRL_FETCH_BYTES = 32 * 1024 * 1024
 """The largest CRL read: the CRL judge's own cap (``_crl.MAX_CRL_BYTES``)."""
+MAX_HEAD_BYTES = 16_384
+"""The most bytes of status lines and headers taken before the body (interim ``1xx``
+responses included), by the blocking and the async fetcher alike: a response whose
+head is longer is refused, however its bytes arrive (one segment or one byte at a
+time), so both fetchers give the same answer for the same bytes."""
 DEFAULT_TIMEOUT = 2.0
 """Seconds per attempt (DESIGN.md: the whole fallback's default budget is 2 s)."""
 MAX_PARALLEL = 8
@@ -160,8 +166,58 @@ class _DeadlineSocket(socket.socket):
         return super().recv_into(buffer, nbytes, flags)
 
 
+TOO_MANY_HEADERS = "the response head has 100 header lines or more"
+"""http.client's own limit (``_MAXHEADERS``: 100 lines with the blank one), which the
+async fetcher applies too."""
+
+
+class HeadTooLargeError(http.client.HTTPException):
+    """The status lines and headers passed :data:`MAX_HEAD_BYTES` (or one head has
+    :data:`TOO_MANY_HEADERS`)."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason or f"the response head is over the cap of {MAX_HEAD_BYTES} bytes")
+
+
+class _HeadReader:
+    """The response's file while its head is read: counts the bytes of the lines
+    http.client reads (it reads the head with ``readline`` only) and refuses the head
+    past :data:`MAX_HEAD_BYTES`; closing it closes the file."""
+
+    def __init__(self, fp: Any) -> None:
+        self.fp = fp
+        self.taken = 0
+
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self.fp.readline(limit)
+        self.taken += len(line)
+        if self.taken > MAX_HEAD_BYTES:
+            raise HeadTooLargeError
+        return line
+
+    def close(self) -> None:
+        self.fp.close()
+
+
+class _Response(http.client.HTTPResponse):
+    """http.client's response, with the head capped at :data:`MAX_HEAD_BYTES` (its own
+    limits are 64 KB a line and 100 headers: 6.5 MB)."""
+
+    def begin(self) -> None:
+        real = self.fp
+        counted: Any = _HeadReader(real)
+        self.fp = counted
+        try:
+            super().begin()
+        finally:
+            if self.fp is not None:  # not closed by begin() (an empty body)
+                self.fp = real
+
+
 class _Connection(http.client.HTTPConnection):
     """An HTTP connection whose socket is a :class:`_DeadlineSocket`."""
+
+    response_class = _Response
 
     def __init__(
         self,
@@ -499,6 +555,10 @@ def _resolves_at_once(url: str) -> bool:
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, HeadTooLargeError):
+        return str(error)
+    if isinstance(error, http.client.HTTPException) and str(error).startswith("got more than"):
+        return TOO_MANY_HEADERS
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
     if isinstance(error, http.client.IncompleteRead):

@@ -6,16 +6,24 @@ given (whole, or dripped in small segments), the testing responders, real handsh
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import pytest
 
 from staplecheck.revocation._afetch import afetch_crl
 from staplecheck.revocation._fetch import MAX_HEAD_BYTES, TOO_MANY_HEADERS, FetchError, fetch_crl
+from tests.conftest import IN_CI, require_program
 from tests.test_revocation_adversarial import CRL_HEAD, RawHTTPServer
+
+ROOT = Path(__file__).resolve().parent.parent
 
 BODY = b"0123456789"
 
@@ -104,3 +112,78 @@ def test_the_async_fetcher_agrees_with_the_blocking_one(answer: bytes, drip: int
         assert awaited.startswith("refused: HTTP 103")
     else:
         assert awaited == "body " + BODY.hex()
+
+
+# --- a resolver that never answers -------------------------------------------------------------
+
+_DEAD_RESOLVER_CHILD = r"""
+import asyncio, json, socket, sys, threading, time
+from staplecheck.revocation._afetch import afetch_crl
+from staplecheck.revocation._fetch import FetchError
+
+sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sink.bind(("127.0.0.1", 53))  # takes every query, answers none
+threading.Thread(target=lambda: [sink.recv(4096) for _ in iter(int, 1)], daemon=True).start()
+
+
+async def main() -> None:
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    outcomes = await asyncio.gather(
+        *(
+            afetch_crl(f"http://dead{i}.example.test/x.crl", deadline=time.monotonic() + 0.3)
+            for i in range(12)
+        ),
+        return_exceptions=True,
+    )
+    fetched = time.monotonic() - started
+    reasons = sorted({o.reason if isinstance(o, FetchError) else repr(o) for o in outcomes})
+    started = time.monotonic()
+    await loop.getaddrinfo("localhost", 80)  # the application's own lookup, from /etc/hosts
+    lookup = time.monotonic() - started
+    print(json.dumps({"fetched": fetched, "reasons": reasons, "lookup": lookup}))
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_dead_resolver_does_not_starve_the_event_loops_lookups(tmp_path: Path) -> None:
+    """Finding 2: the async fetcher resolved names with the event loop's default
+    executor (asyncio: 6 threads on 2 cores). Checks of certificates whose responder
+    names a dead resolver never answers left a thread each stuck in getaddrinfo for the
+    resolver's timeout, and the application's own lookups queued behind them (2.7 s
+    here). Now names are resolved as the blocking fetcher resolves them (daemon
+    threads, at most MAX_PENDING_RESOLUTIONS, abandoned at the deadline).
+
+    A private mount and network namespace whose resolv.conf names a loopback UDP
+    socket that never answers; the real glibc resolver, real getaddrinfo."""
+    unshare = require_program("unshare")
+    require_program("ip")
+    require_program("mount")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:3 attempts:1\n")
+    child = tmp_path / "child.py"
+    child.write_text(_DEAD_RESOLVER_CHILD)
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    script = (
+        f"ip link set lo up && mount --bind {resolv} /etc/resolv.conf && "
+        f"exec {sys.executable} {child}"
+    )
+    done = subprocess.run(
+        [unshare, *user, "--mount", "--net", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    if done.returncode != 0 and "unshare failed" in done.stderr and not IN_CI:
+        pytest.skip(f"no private namespace here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["fetched"] < 1.5, found
+    assert all(
+        reason.startswith(("the host name was not resolved within", "no answer within"))
+        for reason in found["reasons"]
+    ), found
+    assert found["lookup"] < 1.0, found  # was 2.7 s: behind twelve hung lookups

@@ -23,12 +23,16 @@ setting is read. Every failure raises :class:`~._fetch.FetchError`.
 
 from __future__ import annotations
 
+import functools
 import re
+import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
 
 import anyio
+import anyio.abc
+import anyio.to_thread
 import h11
 
 from ..validation._result import StapleResult
@@ -46,6 +50,8 @@ from ._fetch import (
     FirstAnswer,
     HeadTooLargeError,
     Target,
+    _resolve,
+    _ResolveTimeoutError,
     check_head,
     first_answer,
     parse_target,
@@ -90,9 +96,13 @@ async def afetch(
         raise fail("no time left before the deadline")
     try:
         with anyio.fail_after(left):
-            return await _exchange(where, body, content_type, accept, max_bytes, fail)
+            stream = await _connect(where, end, clock)
+            async with stream:
+                return await _exchange(stream, where, body, content_type, accept, max_bytes, fail)
     except FetchError:
         raise
+    except _ResolveTimeoutError:
+        raise fail(f"the host name was not resolved within {left:.3f} s") from None
     except TimeoutError:
         raise fail(f"no answer within {left:.3f} s") from None
     except HeadTooLargeError as error:
@@ -103,7 +113,37 @@ async def afetch(
         raise fail(_describe(error)) from None
 
 
+async def _connect(where: Target, end: float, clock: Callable[[], float]) -> anyio.abc.ByteStream:
+    """Connect to the first address of ``where`` that answers (in the order the
+    resolver gave, as the blocking fetcher does). A name is resolved by the blocking
+    fetcher's resolver (:func:`~._fetch._resolve`: a daemon thread abandoned at
+    ``end``, at most :data:`~._fetch.MAX_PENDING_RESOLUTIONS` of them left running),
+    waited for in a worker thread that ``end`` frees: never the event loop's default
+    executor, which a dead resolver would fill for every ``getaddrinfo`` of the
+    application (asyncio's own name lookups queue behind it)."""
+    found = await anyio.to_thread.run_sync(
+        functools.partial(_resolve, where.host, where.port, end, clock), abandon_on_cancel=True
+    )
+    last: OSError | None = None
+    for _family, _kind, _proto, _name, address in found:
+        try:
+            if where.scheme == "https":
+                return await anyio.connect_tcp(
+                    address[0],
+                    where.port,
+                    tls=True,
+                    ssl_context=ssl.create_default_context(),
+                    tls_hostname=where.host,
+                    tls_standard_compatible=False,
+                )
+            return await anyio.connect_tcp(address[0], where.port)
+        except OSError as error:
+            last = error
+    raise last or OSError(f"no address for {where.host}")
+
+
 async def _exchange(
+    stream: anyio.abc.ByteStream,
     where: Target,
     body: bytes | None,
     content_type: str | None,
@@ -111,89 +151,76 @@ async def _exchange(
     max_bytes: int,
     fail: Callable[[str], FetchError],
 ) -> bytes:
-    if where.scheme == "https":
-        stream: anyio.abc.ByteStream = await anyio.connect_tcp(
-            where.host,
-            where.port,
-            tls=True,
-            ssl_context=ssl.create_default_context(),
-            tls_standard_compatible=False,
+    http = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+    headers = [
+        ("Host", _host_header(where)),
+        ("User-Agent", _USER_AGENT),
+        ("Accept", ", ".join(sorted(accept))),
+        ("Connection", "close"),
+    ]
+    if body is not None:
+        headers += [
+            ("Content-Type", content_type or "application/octet-stream"),
+            ("Content-Length", str(len(body))),
+        ]
+    method = "POST" if body is not None else "GET"
+    request = http.send(h11.Request(method=method, target=where.target, headers=headers))
+    if body is not None:
+        request = (request or b"") + (http.send(h11.Data(data=body)) or b"")
+    request = (request or b"") + (http.send(h11.EndOfMessage()) or b"")
+    await stream.send(request)
+
+    heads = _Heads(http, stream)
+    response = await heads.next()
+    while isinstance(response, h11.InformationalResponse) and response.status_code == 100:
+        response = await heads.next()  # 100 Continue, skipped as http.client does
+    if isinstance(response, h11.InformationalResponse):
+        # http.client takes any other 1xx as the final answer: not 200, refused.
+        status, reason = response.status_code, response.reason.decode("latin-1")
+        raise fail(f"HTTP {status} {reason[:100]!r}")
+    if not isinstance(response, h11.Response):
+        raise fail("the server closed the connection without answering")
+    heads.rest()
+    fields = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in response.headers]
+
+    def header(name: str) -> list[str]:
+        wanted = name.lower()
+        return [value for key, value in fields if key == wanted]
+
+    chunked = any("chunked" in value.lower() for value in header("Transfer-Encoding"))
+    lengths = header("Content-Length")
+    length = int(lengths[0]) if lengths and not chunked else None
+    try:
+        check_head(
+            response.status_code,
+            response.reason.decode("latin-1"),
+            header,
+            accept,
+            max_bytes,
+            length,
         )
-    else:
-        stream = await anyio.connect_tcp(where.host, where.port)
-    async with stream:
-        http = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
-        headers = [
-            ("Host", _host_header(where)),
-            ("User-Agent", _USER_AGENT),
-            ("Accept", ", ".join(sorted(accept))),
-            ("Connection", "close"),
-        ]
-        if body is not None:
-            headers += [
-                ("Content-Type", content_type or "application/octet-stream"),
-                ("Content-Length", str(len(body))),
-            ]
-        method = "POST" if body is not None else "GET"
-        request = http.send(h11.Request(method=method, target=where.target, headers=headers))
-        if body is not None:
-            request = (request or b"") + (http.send(h11.Data(data=body)) or b"")
-        request = (request or b"") + (http.send(h11.EndOfMessage()) or b"")
-        await stream.send(request)
-
-        heads = _Heads(http, stream)
-        response = await heads.next()
-        while isinstance(response, h11.InformationalResponse) and response.status_code == 100:
-            response = await heads.next()  # 100 Continue, skipped as http.client does
-        if isinstance(response, h11.InformationalResponse):
-            # http.client takes any other 1xx as the final answer: not 200, refused.
-            status, reason = response.status_code, response.reason.decode("latin-1")
-            raise fail(f"HTTP {status} {reason[:100]!r}")
-        if not isinstance(response, h11.Response):
-            raise fail("the server closed the connection without answering")
-        heads.rest()
-        fields = [
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in response.headers
-        ]
-
-        def header(name: str) -> list[str]:
-            wanted = name.lower()
-            return [value for key, value in fields if key == wanted]
-
-        chunked = any("chunked" in value.lower() for value in header("Transfer-Encoding"))
-        lengths = header("Content-Length")
-        length = int(lengths[0]) if lengths and not chunked else None
+    except ValueError as error:
+        raise fail(str(error)) from None
+    chunks: list[bytes] = []
+    total = 0
+    while True:
         try:
-            check_head(
-                response.status_code,
-                response.reason.decode("latin-1"),
-                header,
-                accept,
-                max_bytes,
-                length,
-            )
-        except ValueError as error:
-            raise fail(str(error)) from None
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            try:
-                event = await _next(http, stream, _CHUNK)
-            except h11.RemoteProtocolError:
-                if length is not None and total < length:
-                    raise fail(f"the body was cut short after {total} of {length} bytes") from None
-                raise
-            if isinstance(event, h11.EndOfMessage):
-                break
-            if not isinstance(event, h11.Data):
-                raise fail(f"unexpected {type(event).__name__} in the body")
-            total += len(event.data)
-            if total > max_bytes:
-                raise fail(f"the body is over the cap of {max_bytes} bytes")
-            chunks.append(bytes(event.data))
-        if total == 0:
-            raise fail("the body is empty")
-        return b"".join(chunks)
+            event = await _next(http, stream, _CHUNK)
+        except h11.RemoteProtocolError:
+            if length is not None and total < length:
+                raise fail(f"the body was cut short after {total} of {length} bytes") from None
+            raise
+        if isinstance(event, h11.EndOfMessage):
+            break
+        if not isinstance(event, h11.Data):
+            raise fail(f"unexpected {type(event).__name__} in the body")
+        total += len(event.data)
+        if total > max_bytes:
+            raise fail(f"the body is over the cap of {max_bytes} bytes")
+        chunks.append(bytes(event.data))
+    if total == 0:
+        raise fail("the body is empty")
+    return b"".join(chunks)
 
 
 class _Heads:
@@ -267,6 +294,8 @@ def _host_header(where: Target) -> str:
 def _describe(error: BaseException) -> str:
     if isinstance(error.__cause__, OSError) and str(error) == "All connection attempts failed":
         error = error.__cause__  # AnyIO's summary of every address tried: the last failure
+    if isinstance(error, socket.gaierror):
+        return f"the host name cannot be resolved ({error.strerror})"
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
     if isinstance(error, ConnectionResetError | anyio.BrokenResourceError):

@@ -11,16 +11,28 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from staplecheck import Mode, Policy
 from staplecheck.revocation._afetch import afetch_crl
-from staplecheck.revocation._fetch import MAX_HEAD_BYTES, TOO_MANY_HEADERS, FetchError, fetch_crl
+from staplecheck.revocation._fetch import (
+    MAX_HEAD_BYTES,
+    TOO_MANY_HEADERS,
+    FetchError,
+    fetch_crl,
+    fetch_first,
+)
+from staplecheck.validation._result import StapleResult, StapleStatus
 from tests.conftest import IN_CI, require_program
+from tests.revocation_servers import RevocationPKI, revocation_pki
 from tests.test_revocation_adversarial import CRL_HEAD, RawHTTPServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,3 +199,71 @@ def test_a_dead_resolver_does_not_starve_the_event_loops_lookups(tmp_path: Path)
         for reason in found["reasons"]
     ), found
     assert found["lookup"] < 1.0, found  # was 2.7 s: behind twelve hung lookups
+
+
+# --- a fetcher of the caller's own that overruns the deadline -----------------------------------
+
+SHORT_OCSP = Policy(mode=Mode.HARD_FAIL, fallback=("ocsp",), fallback_timeout=0.5)
+SHORT_CRL = Policy(mode=Mode.HARD_FAIL, fallback=("crl",), fallback_timeout=0.5)
+MISSING = StapleResult(status=StapleStatus.MISSING, reason="the server sent no staple")
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RevocationPKI]:
+    with revocation_pki(str(tmp_path_factory.mktemp("review9"))) as made:
+        yield made
+
+
+@pytest.fixture
+def silent() -> Iterator[RawHTTPServer]:
+    """A server that takes the request and never answers (until the test ends)."""
+    ending = threading.Event()
+    with RawHTTPServer(lambda sock: ending.wait(10)) as server:
+        yield server
+        ending.set()
+
+
+def _chain(pki: RevocationPKI) -> list[bytes]:
+    certs = (pki.leaf.cert, pki.intermediate.cert, pki.root.cert)
+    return [cert.public_bytes(Encoding.DER) for cert in certs]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("source", ["ocsp", "crl"])
+async def test_a_callers_fetcher_that_overruns_is_given_up_at_the_deadline(
+    source: str, pki: RevocationPKI, silent: RawHTTPServer
+) -> None:
+    """Finding 3: check_async ran a caller's own fetcher in a worker thread and awaited
+    it without a limit: one that ignores its deadline (here: the library's fetcher
+    called with 3 s more, against a server that never answers) held the check, and
+    the connection, 3 s past a 0.5 s budget. Now the step is given up at its
+    deadline (the thread is abandoned): no answer in time, the policy decides."""
+    pki.reset()
+
+    def late_ocsp(
+        urls: Sequence[str], *args: Any, deadline: float, timeout: float, **kwargs: Any
+    ) -> Any:
+        late = {"deadline": deadline + 3, "timeout": timeout + 3}
+        return fetch_first([silent.url("/ocsp")], *args, **late, **kwargs)
+
+    def late_crl(url: str, *, deadline: float, timeout: float, **kwargs: Any) -> bytes:
+        return fetch_crl(silent.url(), deadline=deadline + 3, timeout=timeout + 3, **kwargs)
+
+    if source == "ocsp":
+        checker, policy = pki.checker(fetch_ocsp=late_ocsp), SHORT_OCSP
+    else:
+        checker, policy = pki.checker(fetch_crl=late_crl), SHORT_CRL
+    started = time.monotonic()
+    result = await checker.check_async(_chain(pki), policy, MISSING)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.5, elapsed  # was 3.5 s
+    assert not result.accepted
+    assert result.source is None
+    outcomes = {attempt.outcome for attempt in result.attempts}
+    assert outcomes <= {"timeout", "failed"}, result.attempts
+    assert not checker._flights

@@ -5,8 +5,9 @@ step is awaited: responders and distribution points through the async fetchers
 (:mod:`._afetch`, no thread), another check's query of the same certificate through a
 waker the finishing thread calls (no thread, no polling), and what would block (a
 store other than memory, static CRL files, a large CRL to judge, a fetcher of the
-caller's own) in an AnyIO worker thread. Cancelled, it closes the engine's generator,
-so a query it was leading is finished (its followers ask for themselves).
+caller's own, given up at the step's deadline) in an AnyIO worker thread. Cancelled,
+it closes the engine's generator, so a query it was leading is finished (its
+followers ask for themselves).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import anyio
 import anyio.to_thread
 
 from ._afetch import afetch_crl, afetch_first
+from ._fetch import FetchError, first_answer
 from ._steps import AskResponders, Blocking, FetchCRL, Flight, Step, Steps, Wait
 
 __all__ = ["drive"]
@@ -87,9 +89,21 @@ async def _do(
         return await _wait(step.flight, step.seconds)
     if isinstance(step, Blocking) and step.cheap:
         return step.call()
-    # Blocking work, or a fetcher of the caller's own: a worker thread, abandoned if
-    # this task is cancelled (the fetcher's own deadline still ends it).
-    return await anyio.to_thread.run_sync(functools.partial(do, step), abandon_on_cancel=True)
+    in_thread = functools.partial(do, step)
+    if isinstance(step, Blocking):
+        # A store, CRL files, a large CRL to judge: a worker thread, abandoned if this
+        # task is cancelled (stores and files bound their own waits).
+        return await anyio.to_thread.run_sync(in_thread, abandon_on_cancel=True)
+    # A fetcher of the caller's own: a worker thread, given up at the step's deadline
+    # (a fetcher that overruns it must not hold the check, and the connection, longer
+    # than the policy's budget): no answer in time, as the default fetchers report.
+    start = clock()
+    left = max(step.deadline - start, 0.0)
+    with anyio.move_on_after(left):
+        return await anyio.to_thread.run_sync(in_thread, abandon_on_cancel=True)
+    if isinstance(step, FetchCRL):
+        raise FetchError(f"no answer within {left:.3f} s", step.url, clock() - start)
+    return first_answer(step.urls, len(step.urls), {}, None, (clock() - start) * 1e3, start)
 
 
 async def _wait(flight: Flight, seconds: float) -> bool:

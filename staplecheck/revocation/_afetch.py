@@ -16,8 +16,10 @@ is a final answer, refused as not 200).
 
 Time: everything (name resolution, connecting, every receive) runs under one AnyIO
 cancel scope that ends at the earlier of ``deadline`` and ``timeout``; a server that
-drips one byte at a time is cut off there. Name resolution runs where AnyIO runs it
-(a worker thread, abandoned at the deadline). No redirect is followed and no proxy
+drips one byte at a time is cut off there. A name is resolved by the blocking
+fetcher's resolver (a daemon thread abandoned at the deadline, at most
+:data:`~._fetch.MAX_PENDING_RESOLUTIONS` pending), never by the event loop's default
+executor, which a dead resolver would fill. No redirect is followed and no proxy
 setting is read. Every failure raises :class:`~._fetch.FetchError`.
 """
 

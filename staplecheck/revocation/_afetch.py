@@ -238,12 +238,14 @@ class _Heads:
         self._ended = False
 
     async def next(self) -> object:
-        """The next head's event (or h11's ``ConnectionClosed`` at the end)."""
+        """The next head's event; ``None`` when the connection ended before one began."""
         while True:
             found = _HEAD_END.search(self._pending)
             size = found.end() if found is not None else len(self._pending)
             if self._taken + size > MAX_HEAD_BYTES:
                 raise HeadTooLargeError
+            if found is None and self._ended and not self._pending:
+                return None  # the connection ended between heads: no answer
             if found is not None or self._ended:
                 head = bytes(self._pending[:size])
                 del self._pending[:size]

@@ -6,6 +6,7 @@ given (whole, or dripped in small segments), the testing responders, real handsh
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ import anyio
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+import staplecheck
 from staplecheck import Mode, Policy
 from staplecheck.revocation._afetch import afetch_crl
 from staplecheck.revocation._async import _threadsafe, _wait
@@ -32,8 +34,11 @@ from staplecheck.revocation._fetch import (
     fetch_first,
 )
 from staplecheck.revocation._steps import Flight
+from staplecheck.testing import StaplingServer
 from staplecheck.validation._result import StapleResult, StapleStatus
 from tests.conftest import IN_CI, require_program
+from tests.httpx_helpers import LivePKI, make_live_pki
+from tests.httpx_helpers import clock as httpx_clock
 from tests.revocation_servers import RevocationPKI, revocation_pki
 from tests.test_revocation_adversarial import CRL_HEAD, RawHTTPServer
 
@@ -323,3 +328,83 @@ def test_a_flight_finished_after_its_waiters_loop_closed_is_harmless() -> None:
     flight.on_finish(woken.set)
     flight.finish()  # must not raise
     assert woken.is_set()
+
+
+# --- httpx (async): a caller's fetcher or store that fails ---------------------------------------
+
+
+class BrokenStore:
+    """A store of the caller's own whose disk is gone: every call raises."""
+
+    def get(self, key: str, *, now: datetime.datetime) -> Any:
+        raise OSError(5, "the store's disk is gone")
+
+    def put(self, key: str, der: bytes, *, now: datetime.datetime, expires_at: Any) -> Any:
+        raise OSError(5, "the store's disk is gone")
+
+    def mark_failure(self, key: str, *, now: datetime.datetime, until: Any, reason: str) -> Any:
+        raise OSError(5, "the store's disk is gone")
+
+    def failure(self, key: str, *, now: datetime.datetime) -> Any:
+        raise OSError(5, "the store's disk is gone")
+
+    def delete(self, key: str) -> Any:
+        raise OSError(5, "the store's disk is gone")
+
+
+@pytest.fixture(scope="module")
+def httpx_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePKI]:
+    made = make_live_pki(tmp_path_factory.mktemp("review9-httpx"))
+    with made.responder:
+        yield made
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("broken", ["fetcher", "store", "late-fetcher"])
+async def test_httpx_async_refuses_cleanly_when_the_callers_parts_fail(
+    broken: str, httpx_live: LivePKI, silent: RawHTTPServer
+) -> None:
+    """No finding (a question of the brief, answered): under soft-fail with the OCSP
+    fallback, a fetcher or store of the caller's own that raises refuses the connection
+    with httpx.ConnectError whose cause is the RevocationError naming the failure (fail
+    closed, no traceback from inside), and a fetcher that overruns is given up at the
+    policy's 0.5 s budget (finding 3 through a real handshake): no answer, soft-fail
+    accepts, in well under the fetcher's 3.5 s."""
+    import staplecheck.httpx as sh
+    from staplecheck import RevocationChecker, RevocationError
+    from staplecheck.clients._httplib import httpx
+
+    def raising(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the caller's fetcher broke")
+
+    def late(urls: Sequence[str], *args: Any, deadline: float, timeout: float, **kw: Any) -> Any:
+        return fetch_first(
+            [silent.url("/ocsp")], *args, deadline=deadline + 3, timeout=timeout + 3, **kw
+        )
+
+    parts: dict[str, Any] = {
+        "fetcher": {"fetch_ocsp": raising},
+        "store": {"store": BrokenStore()},
+        "late-fetcher": {"fetch_ocsp": late},
+    }[broken]
+    checker = RevocationChecker(clock=httpx_clock, cache=None, **parts)
+    policy = Policy(fallback=("ocsp",), fallback_timeout=0.5)
+    with StaplingServer(httpx_live.leaf, None) as server:
+        async with sh.async_client(
+            policy, verify=httpx_live.ca_file, clock=httpx_clock, revocation=checker
+        ) as client:
+            started = time.monotonic()
+            if broken == "late-fetcher":
+                response = await client.get(server.url)
+                revocation = staplecheck.revocation_of(response)
+                assert revocation is not None
+                assert revocation.source is None
+                assert time.monotonic() - started < 1.5
+                return
+            with pytest.raises(httpx.ConnectError) as refused:
+                await client.get(server.url)
+    cause = refused.value.__cause__
+    assert isinstance(cause, RevocationError), repr(cause)
+    assert not cause.revocation.accepted
+    words = "fetcher broke" if broken == "fetcher" else "disk is gone"
+    assert words in cause.revocation.reason

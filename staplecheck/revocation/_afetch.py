@@ -52,6 +52,7 @@ from ._fetch import (
     FirstAnswer,
     HeadTooLargeError,
     Target,
+    _AddrInfo,
     _resolve,
     _ResolveTimeoutError,
     check_head,
@@ -123,22 +124,30 @@ async def _connect(where: Target, end: float, clock: Callable[[], float]) -> any
     waited for in a worker thread that ``end`` frees: never the event loop's default
     executor, which a dead resolver would fill for every ``getaddrinfo`` of the
     application (asyncio's own name lookups queue behind it)."""
-    found = await anyio.to_thread.run_sync(
-        functools.partial(_resolve, where.host, where.port, end, clock), abandon_on_cancel=True
-    )
+    found: _AddrInfo
+    try:  # an address literal: no resolver, no thread
+        found = socket.getaddrinfo(
+            where.host, where.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+        )
+    except socket.gaierror:
+        found = await anyio.to_thread.run_sync(
+            functools.partial(_resolve, where.host, where.port, end, clock),
+            abandon_on_cancel=True,
+        )
     last: OSError | None = None
     for _family, _kind, _proto, _name, address in found:
+        ip = str(address[0])
         try:
             if where.scheme == "https":
                 return await anyio.connect_tcp(
-                    address[0],
+                    ip,
                     where.port,
                     tls=True,
                     ssl_context=ssl.create_default_context(),
                     tls_hostname=where.host,
                     tls_standard_compatible=False,
                 )
-            return await anyio.connect_tcp(address[0], where.port)
+            return await anyio.connect_tcp(ip, where.port)
         except OSError as error:
             last = error
     raise last or OSError(f"no address for {where.host}")

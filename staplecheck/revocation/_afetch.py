@@ -299,16 +299,26 @@ async def afetch_first(
                 clock=clock,
             )
         except FetchError as error:
-            finished[index] = ("failed", error.reason, clock())
+            end(index, "failed", error.reason)
             return
         except Exception as error:  # noqa: BLE001 - reported like the blocking fetcher
-            finished[index] = ("failed", repr(error)[:200], clock())
+            end(index, "failed", repr(error)[:200])
             return
         result, outcome, reason = judged(der, judge)
-        finished[index] = (outcome, reason, clock())
-        if winner is None and result is not None and result.status in DEFINITE:
+        ended = end(index, outcome, reason)
+        if ended and winner is None and result is not None and result.status in DEFINITE:
             winner = (index, result, der)
             race.cancel()
+
+    def end(index: int, outcome: str, reason: str) -> bool:
+        """Record an attempt that ended before the deadline. One that ends at it is
+        left to :func:`first_answer` as ``timeout``, as the blocking race reports it
+        (its attempt's own timer and the race's fire at the same instant)."""
+        when = clock()
+        if when >= deadline:
+            return False
+        finished[index] = (outcome, reason, when)
+        return True
 
     with anyio.move_on_after(max(deadline - clock(), 0.0)):
         async with anyio.create_task_group() as group:

@@ -8,6 +8,7 @@ import datetime
 import os
 import socket
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 
 from staplecheck import RevocationChecker, StapleError, StapleResult, StapleStatus, as_policy
@@ -77,6 +78,18 @@ def make_live_pki(directory: Path) -> LivePKI:
         responder=responder,
         directory=directory,
     )
+
+
+def behaving(live: LivePKI) -> Iterator[None]:
+    """The responder answers honestly (good for the leaves, revoked for the revoked
+    leaf) during a test and resumes after it: for an autouse fixture."""
+    live.responder.misbehave(None)
+    live.responder.resume()
+    for leaf in (live.leaf, live.must_staple_leaf):
+        live.responder.set_status(leaf, "good")
+    live.responder.set_status(live.revoked_leaf, "revoked", revocation_reason="keyCompromise")
+    yield
+    live.responder.resume()
 
 
 def _write_hashed(root: CA, directory: Path) -> None:

@@ -642,8 +642,8 @@ def test_timeline_bars_sit_at_their_dates(fleet: Fleet) -> None:
             assert not [r for r in chart.iter(f"{SVG}rect") if "staple" in r.get("class", "")]
             assert f"no staple ({staple['status']})" in texts
             continue
-        this_update = datetime.datetime.fromisoformat(staple["this_update"])
-        next_update = datetime.datetime.fromisoformat(staple["next_update"])
+        this_update = datetime.datetime.fromisoformat(staple["this_update"].replace("Z", "+00:00"))
+        next_update = datetime.datetime.fromisoformat(staple["next_update"].replace("Z", "+00:00"))
         staple_x, staple_width = rect(chart, "staple")
         assert staple_x == pytest.approx(at(this_update), abs=0.05)
         assert staple_x + max(staple_width, 0) == pytest.approx(

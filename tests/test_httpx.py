@@ -40,6 +40,7 @@ from tests.httpx_helpers import (  # noqa: E402
     NOW,
     Http2Nginx,
     LivePKI,
+    behaving,
     checker,
     clock,
     expected_accept,
@@ -62,13 +63,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePKI]:
 
 @pytest.fixture(autouse=True)
 def _responder_behaves(live: LivePKI) -> Iterator[None]:
-    live.responder.misbehave(None)
-    live.responder.resume()
-    for leaf in (live.leaf, live.must_staple_leaf):
-        live.responder.set_status(leaf, "good")
-    live.responder.set_status(live.revoked_leaf, "revoked", revocation_reason="keyCompromise")
-    yield
-    live.responder.resume()
+    yield from behaving(live)
 
 
 @pytest.fixture(params=["1.2", "1.3"], ids=["tls1.2", "tls1.3"])

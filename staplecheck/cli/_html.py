@@ -104,6 +104,8 @@ def _time(value: object) -> datetime.datetime | None:
     (a time without a zone is taken as UTC, as the scan writes UTC)."""
     if not isinstance(value, str) or len(value) > 40:
         return None
+    if value[-1:] in ("Z", "z"):
+        value = value[:-1] + "+00:00"  # Python 3.10's fromisoformat takes no "Z"
     try:
         moment = datetime.datetime.fromisoformat(value)
     except ValueError:

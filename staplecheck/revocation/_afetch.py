@@ -57,9 +57,11 @@ from ._fetch import (
     _ResolveTimeoutError,
     check_head,
     first_answer,
+    judged,
+    ocsp_exchange,
     parse_target,
 )
-from ._ocsp import DEFINITE, OCSP_REQUEST_TYPE, get_url
+from ._ocsp import DEFINITE
 
 __all__ = ["MAX_HEAD_BYTES", "afetch", "afetch_crl", "afetch_first", "afetch_ocsp"]
 
@@ -331,33 +333,18 @@ async def afetch_ocsp(
     clock: Callable[[], float] = time.monotonic,
 ) -> bytes:
     """Ask the responder at ``url``: the awaitable twin of :func:`~._fetch.fetch_ocsp`."""
-    if method == "POST":
-        return await afetch(
-            url,
-            accept=OCSP_TYPES,
-            max_bytes=max_bytes,
-            deadline=deadline,
-            timeout=timeout,
-            body=request_der,
-            content_type=OCSP_REQUEST_TYPE,
-            allow_https=allow_https,
-            clock=clock,
-        )
-    if method == "GET":
-        try:
-            target = get_url(url, request_der)
-        except ValueError as error:
-            raise FetchError(str(error), url, 0.0) from None
-        return await afetch(
-            target,
-            accept=OCSP_TYPES,
-            max_bytes=max_bytes,
-            deadline=deadline,
-            timeout=timeout,
-            allow_https=allow_https,
-            clock=clock,
-        )
-    raise ValueError("method must be 'POST' or 'GET'")
+    target, body, content_type = ocsp_exchange(url, request_der, method)
+    return await afetch(
+        target,
+        accept=OCSP_TYPES,
+        max_bytes=max_bytes,
+        deadline=deadline,
+        timeout=timeout,
+        body=body,
+        content_type=content_type,
+        allow_https=allow_https,
+        clock=clock,
+    )
 
 
 async def afetch_crl(
@@ -416,21 +403,26 @@ async def afetch_first(
                 clock=clock,
             )
         except FetchError as error:
-            finished[index] = ("failed", error.reason, clock())
+            end(index, "failed", error.reason)
             return
         except Exception as error:  # noqa: BLE001 - reported like the blocking fetcher
-            finished[index] = ("failed", repr(error)[:200], clock())
+            end(index, "failed", repr(error)[:200])
             return
-        result: StapleResult | None
-        try:
-            result = judge(der)
-            outcome, reason = result.status.value, result.reason
-        except Exception as error:  # noqa: BLE001 - a judge that raises: no evidence
-            result, outcome, reason = None, "invalid", f"the judge raised {error!r}"[:300]
-        finished[index] = (outcome, reason, clock())
-        if winner is None and result is not None and result.status in DEFINITE:
+        result, outcome, reason = judged(der, judge)
+        ended = end(index, outcome, reason)
+        if ended and winner is None and result is not None and result.status in DEFINITE:
             winner = (index, result, der)
             race.cancel()
+
+    def end(index: int, outcome: str, reason: str) -> bool:
+        """Record an attempt that ended before the deadline. One that ends at it is
+        left to :func:`first_answer` as ``timeout``, as the blocking race reports it
+        (its attempt's own timer and the race's fire at the same instant)."""
+        when = clock()
+        if when >= deadline:
+            return False
+        finished[index] = (outcome, reason, when)
+        return True
 
     with anyio.move_on_after(max(deadline - clock(), 0.0)):
         async with anyio.create_task_group() as group:

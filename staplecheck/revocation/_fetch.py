@@ -589,34 +589,34 @@ def fetch_ocsp(
     ``application/ocsp-request`` (the default), or ``GET`` it base64 in the URL
     (RFC 5019 §5; meant for requests of at most 255 bytes). The body must be
     ``application/ocsp-response``; it is not judged here."""
+    target, body, content_type = ocsp_exchange(url, request_der, method)
+    return fetch(
+        target,
+        accept=OCSP_TYPES,
+        max_bytes=max_bytes,
+        deadline=deadline,
+        timeout=timeout,
+        body=body,
+        content_type=content_type,
+        allow_https=allow_https,
+        clock=clock,
+        _cancel=_cancel,
+    )
+
+
+def ocsp_exchange(
+    url: str, request_der: bytes, method: str
+) -> tuple[str, bytes | None, str | None]:
+    """Where and what an OCSP query sends (RFC 6960 Appendix A.1): the URL, the body
+    and its Content-Type for a ``POST`` (the DER as ``application/ocsp-request``); the
+    URL with the DER base64 in it and no body for a ``GET`` (RFC 5019 §5)."""
     if method == "POST":
-        return fetch(
-            url,
-            accept=OCSP_TYPES,
-            max_bytes=max_bytes,
-            deadline=deadline,
-            timeout=timeout,
-            body=request_der,
-            content_type=OCSP_REQUEST_TYPE,
-            allow_https=allow_https,
-            clock=clock,
-            _cancel=_cancel,
-        )
+        return url, request_der, OCSP_REQUEST_TYPE
     if method == "GET":
         try:
-            target = get_url(url, request_der)
+            return get_url(url, request_der), None, None
         except ValueError as error:
             raise FetchError(str(error), url, 0.0) from None
-        return fetch(
-            target,
-            accept=OCSP_TYPES,
-            max_bytes=max_bytes,
-            deadline=deadline,
-            timeout=timeout,
-            allow_https=allow_https,
-            clock=clock,
-            _cancel=_cancel,
-        )
     raise ValueError("method must be 'POST' or 'GET'")
 
 
@@ -671,6 +671,18 @@ class FirstAnswer:
     """The response it was judged from (for a store)."""
     attempts: tuple[Attempt, ...]
     """Every URL, in the order given."""
+
+
+def judged(
+    der: bytes, judge: Callable[[bytes], StapleResult]
+) -> tuple[StapleResult | None, str, str]:
+    """``judge``'s verdict on a fetched response, with the attempt's outcome and reason;
+    a judge that raises gives no evidence (``invalid``), never an exception."""
+    try:
+        result = judge(der)
+    except Exception as error:  # noqa: BLE001 - a judge that raises: no evidence
+        return None, "invalid", f"the judge raised {error!r}"[:300]
+    return result, result.status.value, result.reason
 
 
 Finished = dict[int, tuple[str, str, float]]
@@ -731,12 +743,7 @@ def fetch_first(
         except Exception as error:  # noqa: BLE001 - reported, never raised in a thread
             done.put((index, "failed", repr(error)[:200], clock(), None, None))
             return
-        try:
-            result = judge(der)
-            outcome, reason = result.status.value, result.reason
-        except Exception as error:  # noqa: BLE001 - a judge that raises: no evidence
-            outcome, reason = "invalid", f"the judge raised {error!r}"[:300]
-            result = None
+        result, outcome, reason = judged(der, judge)
         done.put((index, outcome, reason, clock(), result, der))
 
     if len(asked) == 1 and _resolves_at_once(asked[0]):

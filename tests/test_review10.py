@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import require_program
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -116,3 +118,70 @@ def test_a_dripping_server_cannot_hold_check_past_its_timeout(dripping: Dripping
     assert b"Traceback" not in proc.stderr
     assert proc.returncode == 3, proc.stderr
     assert b"timed out" in proc.stderr
+
+
+# --- a host name whose resolver never answers ------------------------------------------------
+
+# Runs inside a private user, mount and network namespace (``unshare -Urnm``), as the
+# fetcher's own test of a silent resolver does: /etc/resolv.conf is bind-mounted to
+# name 127.0.0.1, where a UDP socket takes queries and answers none (glibc then waits
+# 5 s per try, twice). The machine's resolver is untouched.
+_SILENT_DNS_SCRIPT = r"""
+import contextlib, ctypes, fcntl, io, json, socket, struct, sys, time
+from staplecheck.cli._main import main
+
+libc = ctypes.CDLL(None, use_errno=True)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # loopback up
+    flags = struct.unpack("16sh22x", fcntl.ioctl(s, 0x8913, struct.pack("16sh22x", b"lo", 0)))[1]
+    fcntl.ioctl(s, 0x8914, struct.pack("16sh22x", b"lo", flags | 1))
+if libc.mount(sys.argv[1].encode(), b"/etc/resolv.conf", None, 4096, None) != 0:  # MS_BIND
+    sys.exit("cannot bind-mount resolv.conf: errno %d" % ctypes.get_errno())
+silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+silent.bind(("127.0.0.1", 53))
+out = {}
+for name, argv in (
+    ("scan", ["scan", "--json", "--timeout", "1", "slow.staplecheck.test"]),
+    ("check", ["check", "--timeout", "1", "https://slow.staplecheck.test/"]),
+):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    start = time.monotonic()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(argv)
+    out[name] = {
+        "seconds": time.monotonic() - start,
+        "code": code,
+        "stdout": stdout.getvalue(),
+        "stderr": stderr.getvalue(),
+    }
+silent.settimeout(1)
+out["queried"] = len(silent.recvfrom(512)[0]) > 0
+print(json.dumps(out))
+"""
+
+
+def test_a_silent_resolver_cannot_hold_scan_or_check_past_the_timeout(tmp_path: Path) -> None:
+    unshare = require_program("unshare")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:5 attempts:2\n")
+    script = tmp_path / "silent_dns.py"
+    script.write_text(_SILENT_DNS_SCRIPT)
+    done = subprocess.run(
+        [unshare, "-Urnm", sys.executable, str(script), str(resolv)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["queried"]
+    scan, check = out["scan"], out["check"]
+    assert scan["seconds"] < 4, scan
+    assert scan["code"] == 3, scan
+    (record,) = [json.loads(line) for line in scan["stdout"].splitlines()]
+    assert record["outcome"] == "unreachable"
+    assert "resolv" in record["error"] or "timed out" in record["error"], record
+    assert check["seconds"] < 4, check
+    assert check["code"] == 3, check
+    assert "Traceback" not in check["stderr"] + scan["stderr"]

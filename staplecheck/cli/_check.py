@@ -19,6 +19,7 @@ from urllib3.util import wait_for_read, wait_for_write
 
 from .._policy import Mode, Policy, ResponderOverride
 from ..revocation import RevocationChecker, RevocationResult
+from ..revocation._fetch import _resolve, _ResolveTimeoutError
 from ..tls._alabel import a_label
 from ..tls._pyopenssl import (
     StapleConnection,
@@ -150,7 +151,12 @@ def check_url(
     if context is None:
         context = check_context(policy, cafile=cafile)
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = _connect(host, port, timeout)
+    except _ResolveTimeoutError:
+        raise CheckError(
+            f"cannot connect to {host} port {port}: the host name did not resolve in time",
+            unreachable=True,
+        ) from None
     except OSError as error:
         raise CheckError(
             f"cannot connect to {host} port {port}: {_describe(error)}", unreachable=True
@@ -197,6 +203,30 @@ def check_url(
         )
     finally:
         sock.close()
+
+
+def _connect(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the first address of ``host`` that answers, name
+    resolution included, within ``timeout`` seconds: ``getaddrinfo`` cannot be
+    interrupted, and a resolver that never answers holds it for 10 s and more (glibc),
+    so the name is resolved as the fetchers resolve theirs (abandoned at the deadline)."""
+    deadline = time.monotonic() + timeout
+    last: OSError | None = None
+    for family, kind, proto, _, address in _resolve(host, port, deadline, time.monotonic):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left)
+            sock.connect(address)
+        except OSError as error:
+            sock.close()
+            last = error
+            continue
+        sock.settimeout(timeout)
+        return sock
+    raise last or OSError(f"no address for {host}")
 
 
 def _handshake_within(connection: StapleConnection, sock: socket.socket, timeout: float) -> None:

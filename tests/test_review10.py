@@ -185,3 +185,37 @@ def test_a_silent_resolver_cannot_hold_scan_or_check_past_the_timeout(tmp_path: 
     assert check["seconds"] < 4, check
     assert check["code"] == 3, check
     assert "Traceback" not in check["stderr"] + scan["stderr"]
+
+
+# --- ocsp / crl: an unreadable --issuer is named as the issuer ---------------------------------
+
+
+@pytest.mark.parametrize("command", ["ocsp", "crl", "verify"])
+@pytest.mark.parametrize("bad", ["/dev/zero", ".", "missing.pem"])
+def test_an_unreadable_issuer_is_named_as_the_issuer(
+    command: str, bad: str, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from staplecheck.testing import CA
+
+    issuer = CA().create_intermediate()
+    leaf = issuer.issue_cert("localhost", ocsp_url="http://127.0.0.1:9/")
+    (tmp_path / "leaf.pem").write_bytes(leaf.cert.public_bytes(Encoding.PEM))
+    (tmp_path / "staple.der").write_bytes(b"\x30\x03\x0a\x01\x01")
+    args = [command, "leaf.pem", "--issuer", bad]
+    if command == "verify":
+        args = ["verify", "--cert", "leaf.pem", "--issuer", bad, "staple.der"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "staplecheck", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("staplecheck: error: "), lines
+    assert f"issuer {bad}" in lines[0], lines

@@ -275,7 +275,7 @@ def _add_time_options(parser: argparse.ArgumentParser) -> None:
 
 def _run_verify(args: argparse.Namespace) -> int:
     leaf = load_certificate(args.cert)
-    issuer = load_certificate(args.issuer)
+    issuer = load_certificate(args.issuer, "issuer")
     try:
         check_issued_by(leaf, issuer)
     except NotIssuedError as error:
@@ -492,9 +492,10 @@ def _read_file(path: str, what: str) -> bytes:
     return data
 
 
-def load_certificate(path: str) -> x509.Certificate:
-    """The first certificate in a PEM or DER file; ``UsageError`` if there is none."""
-    data = _read_file(path, "certificate")
+def load_certificate(path: str, what: str = "certificate") -> x509.Certificate:
+    """The first certificate in a PEM or DER file; ``UsageError`` if there is none.
+    ``what`` names the file in the message (``issuer`` for ``--issuer``)."""
+    data = _read_file(path, what)
     try:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_certificate(data)

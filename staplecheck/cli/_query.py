@@ -236,7 +236,7 @@ class _Query:
         self.args = args
         self.source = source
         self.leaf = load_certificate(args.cert)
-        self.issuer = load_certificate(args.issuer)
+        self.issuer = load_certificate(args.issuer, "issuer")
         self.leaf_der = self.leaf.public_bytes(Encoding.DER)
         self.issuer_der = self.issuer.public_bytes(Encoding.DER)
         try:

@@ -219,3 +219,133 @@ def test_an_unreadable_issuer_is_named_as_the_issuer(
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("staplecheck: error: "), lines
     assert f"issuer {bad}" in lines[0], lines
+
+
+# --- Ctrl-C with every output at once ----------------------------------------------------------
+
+
+def test_ctrl_c_writes_partial_csv_prometheus_and_html_atomically(tmp_path: Path) -> None:
+    """SIGINT while two targets hang on a silent server: exit 130, a partial CSV on
+    standard output, the Prometheus and HTML files written whole and marked partial,
+    no temporary file left behind."""
+    import csv
+    import signal
+
+    from staplecheck.testing._process import free_port
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    hang = f"127.0.0.1:{silent.getsockname()[1]}"
+    closed = f"127.0.0.1:{free_port()}"
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    prom, page = out_dir / "scan.prom", out_dir / "scan.html"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "staplecheck",
+            "scan",
+            "--csv",
+            "--prometheus",
+            str(prom),
+            "--html",
+            str(page),
+            "--jobs",
+            "2",
+            "--timeout",
+            "60",
+            closed,
+            hang,
+            hang,
+            closed,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    )
+    held: list[socket.socket] = []
+    try:
+        silent.settimeout(30)
+        while len(held) < 2:
+            held.append(silent.accept()[0])
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for sock in held:
+            sock.close()
+        silent.close()
+    assert process.returncode == 130, err
+    assert b"Traceback" not in err
+    rows = list(csv.DictReader(out.decode().splitlines()))
+    assert [r["target"] for r in rows] == [closed, hang, hang, closed]
+    assert rows[0]["outcome"] == "unreachable"
+    assert rows[1]["error"].startswith("abandoned")
+    assert rows[3]["error"].startswith("not checked")
+    text = prom.read_text()
+    assert text.endswith("\n")
+    assert "staplecheck_scan_partial 1\n" in text
+    assert "staplecheck_scan_duration_seconds " in text
+    html = page.read_text()
+    assert "PARTIAL" in html
+    assert html.rstrip().endswith("</html>")
+    assert sorted(p.name for p in out_dir.iterdir()) == ["scan.html", "scan.prom"]
+
+
+# --- text output of verify, check and ocsp: names from a hostile staple or responder -----------
+
+HOSTILE_NAME = "evil\x1b]0;pwned\x07\x1b[2J\u202eRED\nstatus:            good"
+
+
+def _no_raw_controls(text: str) -> None:
+    for char in ("\x1b", "\x07", "\u202e"):
+        assert char not in text, repr(text)
+    assert [line for line in text.splitlines() if line.startswith("status:")] != []
+    assert len([line for line in text.splitlines() if line.startswith("status:")]) == 1, text
+
+
+def test_a_hostile_delegate_name_cannot_reach_the_terminal(tmp_path: Path) -> None:
+    """A staple (or a live answer) signed by a "delegated responder" the attacker made
+    up, named with terminal escapes, a bidirectional override and a newline followed by
+    a forged ``status: good`` line: the reason that names it is printed escaped, on
+    one line, by verify, check and ocsp."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from staplecheck.testing import CA, OCSPResponder, StaplingServer
+
+    root = CA()
+    issuer = root.create_intermediate()
+    delegate = CA(name="rogue").create_intermediate().issue_responder(name=HOSTILE_NAME)
+    cafile = root.write_trust(tmp_path / "ca.pem")
+    with OCSPResponder(issuer, responder=delegate) as responder:
+        leaf = issuer.issue_cert("localhost", ocsp_url=responder.url)
+        responder.set_status(leaf, "good")
+        staple = issuer.ocsp_response(leaf, "good", responder=delegate)
+        (tmp_path / "leaf.pem").write_bytes(leaf.cert.public_bytes(Encoding.PEM))
+        (tmp_path / "issuer.pem").write_bytes(issuer.cert.public_bytes(Encoding.PEM))
+        (tmp_path / "staple.der").write_bytes(staple)
+        verify = _staplecheck(
+            "verify",
+            "--cert",
+            str(tmp_path / "leaf.pem"),
+            "--issuer",
+            str(tmp_path / "issuer.pem"),
+            str(tmp_path / "staple.der"),
+        )
+        ocsp = _staplecheck(
+            "ocsp", str(tmp_path / "leaf.pem"), "--issuer", str(tmp_path / "issuer.pem")
+        )
+        with StaplingServer(leaf, staple) as server:
+            check = _staplecheck(
+                "check", "--cafile", str(cafile), f"https://localhost:{server.port}/"
+            )
+    for proc in (verify, ocsp, check):
+        assert b"Traceback" not in proc.stderr
+        assert proc.returncode == 1, proc.stderr
+        text = proc.stdout.decode()
+        assert "delegated responder CN=evil" in text
+        _no_raw_controls(text)

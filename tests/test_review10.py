@@ -349,3 +349,29 @@ def test_a_hostile_delegate_name_cannot_reach_the_terminal(tmp_path: Path) -> No
         text = proc.stdout.decode()
         assert "delegated responder CN=evil" in text
         _no_raw_controls(text)
+
+
+# --- scan: endless target lists ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["file", "stdin"])
+def test_an_endless_line_of_targets_is_a_usage_error(where: str) -> None:
+    """``--from /dev/zero`` (or /dev/zero on standard input): one line that never
+    ends. The scan must refuse it quickly, with one line and exit 2, not read forever."""
+    args = ["--from", "/dev/zero"] if where == "file" else ["--from", "-"]
+    with open("/dev/zero", "rb") as zero:
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "staplecheck", "scan", *args],
+            stdin=zero if where == "stdin" else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=30,
+        )
+    assert time.monotonic() - started < 15
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("staplecheck: error: ")
+    assert "line" in line

@@ -67,6 +67,9 @@ DEFAULT_WARN_DAYS = 7.0
 MAX_TARGETS = 100_000
 """More targets than this is a usage error (the records are kept in memory)."""
 MAX_TARGET_CHARS = 2048
+MAX_SKIPPED_CHARS = 1 << 20
+"""Longest line a target list may have (its targets are at most MAX_TARGET_CHARS:
+the rest of a longer line is skipped, and past this the list is refused)."""
 MAX_LISTED_URLS = 8
 """OCSP and CRL URLs listed per certificate (a certificate may name thousands)."""
 MAX_TEXT_CHARS = 300
@@ -265,8 +268,16 @@ def _bounded_lines(stream: TextIO, name: str) -> Iterable[str]:
         if not line:
             return
         if not line.endswith("\n"):
+            # The rest of an overlong line is skipped, up to a bound: a line that
+            # never ends (/dev/zero) is refused, not read forever.
+            skipped = 0
             rest = stream.readline(1 << 16)
             while rest and not rest.endswith("\n"):
+                skipped += len(rest)
+                if skipped > MAX_SKIPPED_CHARS:
+                    raise ScanUsageError(
+                        f"{name}: a line over {MAX_SKIPPED_CHARS} characters (not a target list)"
+                    )
                 rest = stream.readline(1 << 16)
         count += 1
         if count > MAX_TARGETS * 2:

@@ -375,3 +375,17 @@ def test_an_endless_line_of_targets_is_a_usage_error(where: str) -> None:
     (line,) = proc.stderr.splitlines()
     assert line.startswith("staplecheck: error: ")
     assert "line" in line
+
+
+@pytest.mark.parametrize("option", ["--prometheus", "--html"])
+def test_a_report_path_that_is_a_directory_is_refused_before_the_scan(
+    option: str, tmp_path: Path
+) -> None:
+    """``--prometheus DIR`` used to scan the whole fleet and then fail to write
+    ("Device or resource busy"): a path that cannot be a file is a usage error at once."""
+    proc = _staplecheck("scan", option, str(tmp_path), "127.0.0.1:1")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == b""
+    (line,) = proc.stderr.decode().splitlines()
+    assert line == f"staplecheck: error: {option} {tmp_path}: a directory, not a file"
+    assert list(tmp_path.iterdir()) == []

@@ -734,6 +734,9 @@ def run_scan(
     for option, path in (("--prometheus", args.prometheus), ("--html", args.html)):
         if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise ScanUsageError(f"{option} {path}: no such directory")
+        if path is not None and os.path.isdir(path):
+            # Found now, not after scanning the fleet (the rename would fail then).
+            raise ScanUsageError(f"{option} {path}: a directory, not a file")
     wrapper = None
     if stdin is None:
         stdin = sys.stdin

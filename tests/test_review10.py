@@ -389,3 +389,48 @@ def test_a_report_path_that_is_a_directory_is_refused_before_the_scan(
     (line,) = proc.stderr.decode().splitlines()
     assert line == f"staplecheck: error: {option} {tmp_path}: a directory, not a file"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reports_are_written_with_the_operators_umask(tmp_path: Path) -> None:
+    """The Prometheus and HTML files name every host of the fleet: an operator whose
+    umask is 077 gets files only they can read (they were chmod 0644 whatever the umask)."""
+    prom, page = tmp_path / "scan.prom", tmp_path / "scan.html"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "staplecheck",
+            "scan",
+            "--json",
+            "--prometheus",
+            str(prom),
+            "--html",
+            str(page),
+            "127.0.0.1:1",
+        ],
+        capture_output=True,
+        env=_env(),
+        timeout=60,
+        preexec_fn=lambda: os.umask(0o077),
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert prom.stat().st_mode & 0o777 == 0o600
+    assert page.stat().st_mode & 0o777 == 0o600
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "staplecheck",
+            "scan",
+            "--json",
+            "--prometheus",
+            str(prom),
+            "127.0.0.1:1",
+        ],
+        capture_output=True,
+        env=_env(),
+        timeout=60,
+        preexec_fn=lambda: os.umask(0o022),
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert prom.stat().st_mode & 0o777 == 0o644

@@ -1120,8 +1120,8 @@ def _number(value: float | int) -> str:
 
 def write_atomically(path: str, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory and a
-    rename (mode 0644), so a reader (node_exporter's collector, a web server) never
-    sees half a file."""
+    rename (with the mode a new file gets: 0666 less the umask), so a reader
+    (node_exporter's collector, a web server) never sees half a file."""
     directory = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(prefix=".staplecheck-", suffix=".tmp", dir=directory)
     try:
@@ -1129,9 +1129,16 @@ def write_atomically(path: str, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (0644 files under the usual 022, 0600 under 077)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask

@@ -434,3 +434,50 @@ def test_reports_are_written_with_the_operators_umask(tmp_path: Path) -> None:
     )
     assert proc.returncode == 3, proc.stderr
     assert prom.stat().st_mode & 0o777 == 0o644
+
+
+def test_ctrl_c_while_the_workers_start_still_gives_a_partial_report() -> None:
+    """SIGINT as soon as the first of 256 workers connects, while the others are still
+    being started: the report lists every target (exit 130), never nothing at all."""
+    import signal
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(512)
+    hang = f"127.0.0.1:{silent.getsockname()[1]}"
+    targets = [hang] * 400
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "staplecheck",
+            "scan",
+            "--json",
+            "--jobs",
+            "256",
+            "--timeout",
+            "60",
+            *targets,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    )
+    held: list[socket.socket] = []
+    try:
+        silent.settimeout(30)
+        held.append(silent.accept()[0])
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for sock in held:
+            sock.close()
+        silent.close()
+    assert process.returncode == 130, err
+    assert b"Traceback" not in err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == len(targets)
+    assert err.decode().startswith("staplecheck: interrupted: a partial report")

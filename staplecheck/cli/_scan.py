@@ -661,15 +661,13 @@ def scan_all(
                     done += 1
                 changed.notify_all()
 
-    threads = [
-        threading.Thread(target=worker, name=f"staplecheck-scan-{n}", daemon=True)
-        for n in range(min(jobs, len(targets)))
-    ]
-    for thread in threads:
-        thread.start()
     partial = False
     shown = -1
     try:
+        # Started inside the try: Ctrl-C while 256 workers start is a partial report too.
+        for n in range(min(jobs, len(targets))):
+            name = f"staplecheck-scan-{n}"
+            threading.Thread(target=worker, name=name, daemon=True).start()
         with changed:
             while done < len(targets):
                 if progress is not None and done != shown:

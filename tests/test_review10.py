@@ -481,3 +481,70 @@ def test_ctrl_c_while_the_workers_start_still_gives_a_partial_report() -> None:
     records = [json.loads(line) for line in out.splitlines()]
     assert len(records) == len(targets)
     assert err.decode().startswith("staplecheck: interrupted: a partial report")
+
+
+# --- a slow but working resolver and many jobs --------------------------------------------------
+
+# As above, in a private namespace, but the resolver on 127.0.0.1 answers every A query
+# with 127.0.0.1 after 300 ms (AAAA: no address): a real, slow DNS server.
+_SLOW_DNS_SCRIPT = r"""
+import contextlib, ctypes, fcntl, io, json, socket, struct, sys, threading, time
+from staplecheck.cli._main import main
+
+libc = ctypes.CDLL(None, use_errno=True)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # loopback up
+    flags = struct.unpack("16sh22x", fcntl.ioctl(s, 0x8913, struct.pack("16sh22x", b"lo", 0)))[1]
+    fcntl.ioctl(s, 0x8914, struct.pack("16sh22x", b"lo", flags | 1))
+if libc.mount(sys.argv[1].encode(), b"/etc/resolv.conf", None, 4096, None) != 0:  # MS_BIND
+    sys.exit("cannot bind-mount resolv.conf: errno %d" % ctypes.get_errno())
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind(("127.0.0.1", 53))
+
+def answer(query, peer):
+    time.sleep(0.3)
+    end = query.index(b"\0", 12) + 5
+    qtype = struct.unpack("!H", query[end - 4:end - 2])[0]
+    count = 1 if qtype == 1 else 0
+    reply = query[:2] + struct.pack("!HHHHH", 0x8180, 1, count, 0, 0) + query[12:end]
+    if count:
+        reply += struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton("127.0.0.1")
+    server.sendto(reply, peer)
+
+def serve():
+    while True:
+        query, peer = server.recvfrom(512)
+        threading.Thread(target=answer, args=(query, peer), daemon=True).start()
+
+threading.Thread(target=serve, daemon=True).start()
+targets = [f"n{i}.staplecheck.test:1" for i in range(64)]
+stdout, stderr = io.StringIO(), io.StringIO()
+with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    code = main(["scan", "--json", "--jobs", "64", "--timeout", "10", *targets])
+print(json.dumps({"code": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}))
+"""
+
+
+def test_many_jobs_resolving_through_a_slow_resolver_all_get_an_answer(tmp_path: Path) -> None:
+    """64 workers resolving names at once through a resolver that takes 300 ms: every
+    name resolves (and its closed port refuses), none is failed for a full table of
+    pending resolutions."""
+    unshare = require_program("unshare")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:5 attempts:1\n")
+    script = tmp_path / "slow_dns.py"
+    script.write_text(_SLOW_DNS_SCRIPT)
+    done = subprocess.run(
+        [unshare, "-Urnm", sys.executable, str(script), str(resolv)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    records = [json.loads(line) for line in out["stdout"].splitlines()]
+    assert len(records) == 64
+    errors = {r["error"].split(": ", 1)[1] for r in records}
+    assert errors == {"Connection refused"}, errors
+    assert out["code"] == 3

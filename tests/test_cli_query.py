@@ -642,10 +642,10 @@ def inputs(bench: Bench) -> dict[str, str]:
 USAGE = [
     (["ocsp", "{leaf}"], "the following arguments are required: --issuer"),
     (["ocsp", "{garbage}", "--issuer", "{issuer}"], "{garbage} holds no readable certificate"),
-    (["ocsp", "{leaf}", "--issuer", "{missing}"], "cannot read certificate {missing}"),
+    (["ocsp", "{leaf}", "--issuer", "{missing}"], "cannot read issuer {missing}"),
     (["ocsp", "/dev/zero", "--issuer", "{issuer}"],
      "certificate /dev/zero is larger than 16777216 bytes"),
-    (["crl", "{bare}", "--issuer", "{dir}"], "cannot read certificate {dir}: Is a directory"),
+    (["crl", "{bare}", "--issuer", "{dir}"], "cannot read issuer {dir}: Is a directory"),
     (["ocsp", "{leaf}", "--issuer", "{stranger}"], "{stranger} is not the issuer of {leaf}"),
     (["ocsp", "{bare}", "--issuer", "{issuer}"],
      "{bare}: nothing to ask (the certificate names no OCSP responder); name one with --url"),

@@ -451,7 +451,9 @@ def test_prometheus_file(fleet: Fleet, capsys: pytest.CaptureFixture[str], tmp_p
     assert code == 3
     text = path.read_text()
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
-    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~umask)  # 0644 under umask 022
     samples: dict[str, dict[str, str]] = {}
     for line in text.splitlines():
         if line.startswith("#"):

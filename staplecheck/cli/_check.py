@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import queue
 import socket
 import ssl
+import threading
+import time
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
+from urllib3.util import wait_for_read, wait_for_write
 
 from .._policy import Mode, Policy, ResponderOverride
 from ..revocation import RevocationChecker, RevocationResult
@@ -22,7 +26,6 @@ from ..tls._pyopenssl import (
     StapleConnection,
     TLSConfig,
     create_context,
-    drive_handshake,
     handshake_words,
 )
 from ..validation._result import StapleResult
@@ -149,7 +152,12 @@ def check_url(
     if context is None:
         context = check_context(policy, cafile=cafile)
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = _connect(host, port, timeout)
+    except _ResolveTimeoutError as error:
+        raise CheckError(
+            f"cannot connect to {host} port {port}: {error}",
+            unreachable=True,
+        ) from None
     except OSError as error:
         raise CheckError(
             f"cannot connect to {host} port {port}: {_describe(error)}", unreachable=True
@@ -159,7 +167,7 @@ def check_url(
             context, sock, server_hostname=host, policy=observe, request_staple=True
         )
         try:
-            drive_handshake(connection, sock)
+            _handshake_within(connection, sock, timeout)
         except (ssl.SSLError, OSError) as error:
             # A timeout or a reset before any TLS answer: the server is not there to judge.
             unreachable = not isinstance(error, ssl.SSLError) or isinstance(
@@ -196,6 +204,100 @@ def check_url(
         )
     finally:
         sock.close()
+
+
+MAX_PENDING_RESOLUTIONS = 1024
+"""Host name resolutions running at once, at most, those abandoned at their deadline
+included (each holds a thread until the resolver gives up: glibc, 10 s and more).
+One more waits for a free slot within its own deadline: 256 scan workers resolving
+through a slow resolver all get their answers; a dead resolver never piles up more
+threads than this."""
+_resolutions = threading.BoundedSemaphore(MAX_PENDING_RESOLUTIONS)
+
+
+class _ResolveTimeoutError(TimeoutError):
+    """No address before the deadline."""
+
+
+_AddrInfo = list[tuple[Any, Any, int, str, Any]]
+
+
+def _resolve_within(host: str, port: int, deadline: float) -> _AddrInfo:
+    """``getaddrinfo`` within the deadline: the standard library cannot interrupt it,
+    so a name is resolved in a daemon thread, abandoned at the deadline. An address
+    literal needs no resolver and no thread."""
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass  # a name, not an address
+    if not _resolutions.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+        raise _ResolveTimeoutError(
+            f"the host name did not resolve in time ({MAX_PENDING_RESOLUTIONS} resolutions "
+            "still pending)"
+        )
+    answer: queue.Queue[_AddrInfo | BaseException] = queue.Queue(maxsize=1)
+
+    def resolve() -> None:
+        try:
+            answer.put(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as error:  # noqa: BLE001 - handed to the waiting thread
+            answer.put(error)
+        finally:
+            _resolutions.release()
+
+    try:
+        threading.Thread(target=resolve, name="staplecheck-check-resolve", daemon=True).start()
+    except RuntimeError:
+        _resolutions.release()
+        raise OSError("cannot start a thread to resolve the host name") from None
+    try:
+        found = answer.get(timeout=max(deadline - time.monotonic(), 0.0))
+    except queue.Empty:
+        raise _ResolveTimeoutError("the host name did not resolve in time") from None
+    if isinstance(found, BaseException):
+        raise found
+    return found
+
+
+def _connect(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the first address of ``host`` that answers, name
+    resolution included, within ``timeout`` seconds: ``getaddrinfo`` cannot be
+    interrupted, and a resolver that never answers holds it for 10 s and more (glibc),
+    so the name is resolved in a thread abandoned at the deadline (as the fetchers do)."""
+    deadline = time.monotonic() + timeout
+    last: OSError | None = None
+    for family, kind, proto, _, address in _resolve_within(host, port, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left)
+            sock.connect(address)
+        except OSError as error:
+            sock.close()
+            last = error
+            continue
+        sock.settimeout(timeout)
+        return sock
+    raise last or OSError(f"no address for {host}")
+
+
+def _handshake_within(connection: StapleConnection, sock: socket.socket, timeout: float) -> None:
+    """The handshake, done within ``timeout`` seconds in all: a server that drips its
+    answer a byte at a time completes every read within a per-read timeout, never the
+    handshake (the clients' ``drive_handshake`` times each read, as urllib3 does)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection.do_handshake()
+        except (SSL.WantReadError, SSL.WantWriteError) as want:
+            left = deadline - time.monotonic()
+            wait = wait_for_read if isinstance(want, SSL.WantReadError) else wait_for_write
+            if left <= 0 or not wait(sock, left):
+                raise TimeoutError("TLS handshake timed out") from None
+        else:
+            return
 
 
 def _verified_chain(connection: StapleConnection) -> tuple[bytes, ...]:

@@ -45,7 +45,7 @@ from ._fallback import (
     parse_fallback_timeout,
     parse_ocsp_url,
 )
-from ._scan import ScanUsageError, add_scan_arguments, run_scan
+from ._scan import ScanUsageError, _printable, add_scan_arguments, run_scan
 
 __all__ = ["main"]
 
@@ -275,7 +275,7 @@ def _add_time_options(parser: argparse.ArgumentParser) -> None:
 
 def _run_verify(args: argparse.Namespace) -> int:
     leaf = load_certificate(args.cert)
-    issuer = load_certificate(args.issuer)
+    issuer = load_certificate(args.issuer, "issuer")
     try:
         check_issued_by(leaf, issuer)
     except NotIssuedError as error:
@@ -328,7 +328,9 @@ def _labelled(rows: list[tuple[str, Any]], indent: str = "") -> list[str]:
             continue
         if isinstance(value, datetime.datetime):
             value = value.strftime("%Y-%m-%d %H:%M:%S UTC")
-        lines.append(f"{indent}{label + ':':<{19 - len(indent)}}{value}")
+        # Names and reasons come from peers and responders: controls and newlines
+        # are shown escaped, so nothing reaches the terminal raw or forges a line.
+        lines.append(f"{indent}{label + ':':<{19 - len(indent)}}{_printable(str(value))}")
     return lines
 
 
@@ -395,7 +397,7 @@ def _run_check(args: argparse.Namespace) -> int:
     except CheckError as error:
         if args.json:
             print(json.dumps({"url": args.url, "error": str(error)}, indent=2))
-        print(f"staplecheck: {error}", file=sys.stderr)
+        print(f"staplecheck: {_printable(str(error))}", file=sys.stderr)
         return EXIT_CONNECTION
     finally:
         if checker is not None:
@@ -404,7 +406,7 @@ def _run_check(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         decision = "accepted" if report.accepted else "REJECTED"
-        print(f"{report.url} ({report.host} port {report.port}, {report.tls_version})")
+        print(f"{_printable(report.url)} ({report.host} port {report.port}, {report.tls_version})")
         print(f"{'policy:':<19}{report.policy.mode.value}: {decision}")
         print(format_result(report.staple))
         if report.revocation is not None:
@@ -423,7 +425,7 @@ def format_revocation(result: RevocationResult, sources: Sequence[str] = ()) -> 
     for item in result.chain:
         decision = "accepted" if item.accepted else "REJECTED"
         lines.append(
-            f"{'intermediate:':<19}{item.subject or '(no subject)'}: "
+            f"{'intermediate:':<19}{_printable(item.subject or '(no subject)')}: "
             f"{_verdict_words(item)}, {decision}"
         )
         lines.extend(_revocation_rows(item))
@@ -447,9 +449,9 @@ def _revocation_rows(result: RevocationResult) -> list[str]:
     ]
     lines = _labelled(rows, indent="  ")
     for attempt in result.attempts:
-        where = f" {attempt.url}" if attempt.url else ""
+        where = f" {_printable(attempt.url)}" if attempt.url else ""
         # The answer's own reason is printed above: an attempt's repeats only a difference.
-        why = "" if attempt.reason == result.reason else f" ({attempt.reason})"
+        why = "" if attempt.reason == result.reason else f" ({_printable(attempt.reason)})"
         lines.append(
             f"  {'attempt:':<17}{attempt.source}{where}: {attempt.outcome} in "
             f"{attempt.milliseconds:.1f} ms{why}"
@@ -492,9 +494,10 @@ def _read_file(path: str, what: str) -> bytes:
     return data
 
 
-def load_certificate(path: str) -> x509.Certificate:
-    """The first certificate in a PEM or DER file; ``UsageError`` if there is none."""
-    data = _read_file(path, "certificate")
+def load_certificate(path: str, what: str = "certificate") -> x509.Certificate:
+    """The first certificate in a PEM or DER file; ``UsageError`` if there is none.
+    ``what`` names the file in the message (``issuer`` for ``--issuer``)."""
+    data = _read_file(path, what)
     try:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_certificate(data)

@@ -56,6 +56,7 @@ from ._main import (
     _parse_time,
     load_certificate,
 )
+from ._scan import _printable
 
 __all__ = ["add_query_commands"]
 
@@ -236,7 +237,7 @@ class _Query:
         self.args = args
         self.source = source
         self.leaf = load_certificate(args.cert)
-        self.issuer = load_certificate(args.issuer)
+        self.issuer = load_certificate(args.issuer, "issuer")
         self.leaf_der = self.leaf.public_bytes(Encoding.DER)
         self.issuer_der = self.issuer.public_bytes(Encoding.DER)
         try:
@@ -396,8 +397,8 @@ def _attempt_lines(result: RevocationResult, reason: str) -> list[str]:
     """Every attempt, as ``check`` prints them: the reason printed above not repeated."""
     lines = []
     for attempt in result.attempts:
-        where = f" {attempt.url}" if attempt.url else ""
-        why = "" if attempt.reason == reason else f" ({attempt.reason})"
+        where = f" {_printable(attempt.url)}" if attempt.url else ""
+        why = "" if attempt.reason == reason else f" ({_printable(attempt.reason)})"
         lines.append(
             f"{'attempt:':<19}{attempt.source}{where}: {attempt.outcome} in "
             f"{attempt.milliseconds:.1f} ms{why}"

@@ -67,6 +67,9 @@ DEFAULT_WARN_DAYS = 7.0
 MAX_TARGETS = 100_000
 """More targets than this is a usage error (the records are kept in memory)."""
 MAX_TARGET_CHARS = 2048
+MAX_SKIPPED_CHARS = 1 << 20
+"""Longest line a target list may have (its targets are at most MAX_TARGET_CHARS:
+the rest of a longer line is skipped, and past this the list is refused)."""
 MAX_LISTED_URLS = 8
 """OCSP and CRL URLs listed per certificate (a certificate may name thousands)."""
 MAX_TEXT_CHARS = 300
@@ -265,8 +268,16 @@ def _bounded_lines(stream: TextIO, name: str) -> Iterable[str]:
         if not line:
             return
         if not line.endswith("\n"):
+            # The rest of an overlong line is skipped, up to a bound: a line that
+            # never ends (/dev/zero) is refused, not read forever.
+            skipped = 0
             rest = stream.readline(1 << 16)
             while rest and not rest.endswith("\n"):
+                skipped += len(rest)
+                if skipped > MAX_SKIPPED_CHARS:
+                    raise ScanUsageError(
+                        f"{name}: a line over {MAX_SKIPPED_CHARS} characters (not a target list)"
+                    )
                 rest = stream.readline(1 << 16)
         count += 1
         if count > MAX_TARGETS * 2:
@@ -650,15 +661,13 @@ def scan_all(
                     done += 1
                 changed.notify_all()
 
-    threads = [
-        threading.Thread(target=worker, name=f"staplecheck-scan-{n}", daemon=True)
-        for n in range(min(jobs, len(targets)))
-    ]
-    for thread in threads:
-        thread.start()
     partial = False
     shown = -1
     try:
+        # Started inside the try: Ctrl-C while 256 workers start is a partial report too.
+        for n in range(min(jobs, len(targets))):
+            name = f"staplecheck-scan-{n}"
+            threading.Thread(target=worker, name=name, daemon=True).start()
         with changed:
             while done < len(targets):
                 if progress is not None and done != shown:
@@ -723,6 +732,9 @@ def run_scan(
     for option, path in (("--prometheus", args.prometheus), ("--html", args.html)):
         if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise ScanUsageError(f"{option} {path}: no such directory")
+        if path is not None and os.path.isdir(path):
+            # Found now, not after scanning the fleet (the rename would fail then).
+            raise ScanUsageError(f"{option} {path}: a directory, not a file")
     wrapper = None
     if stdin is None:
         stdin = sys.stdin
@@ -1106,8 +1118,8 @@ def _number(value: float | int) -> str:
 
 def write_atomically(path: str, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory and a
-    rename (mode 0644), so a reader (node_exporter's collector, a web server) never
-    sees half a file."""
+    rename (with the mode a new file gets: 0666 less the umask), so a reader
+    (node_exporter's collector, a web server) never sees half a file."""
     directory = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(prefix=".staplecheck-", suffix=".tmp", dir=directory)
     try:
@@ -1115,9 +1127,16 @@ def write_atomically(path: str, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (0644 files under the usual 022, 0600 under 077)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import queue
 import socket
 import ssl
 import threading
@@ -21,6 +20,7 @@ from urllib3.util import wait_for_read, wait_for_write
 
 from .._policy import Mode, Policy, ResponderOverride
 from ..revocation import RevocationChecker, RevocationResult
+from ..revocation._fetch import _ResolveTimeoutError, resolve_within
 from ..tls._alabel import a_label
 from ..tls._pyopenssl import (
     StapleConnection,
@@ -215,50 +215,6 @@ threads than this."""
 _resolutions = threading.BoundedSemaphore(MAX_PENDING_RESOLUTIONS)
 
 
-class _ResolveTimeoutError(TimeoutError):
-    """No address before the deadline."""
-
-
-_AddrInfo = list[tuple[Any, Any, int, str, Any]]
-
-
-def _resolve_within(host: str, port: int, deadline: float) -> _AddrInfo:
-    """``getaddrinfo`` within the deadline: the standard library cannot interrupt it,
-    so a name is resolved in a daemon thread, abandoned at the deadline. An address
-    literal needs no resolver and no thread."""
-    try:
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
-    except socket.gaierror:
-        pass  # a name, not an address
-    if not _resolutions.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
-        raise _ResolveTimeoutError(
-            f"the host name did not resolve in time ({MAX_PENDING_RESOLUTIONS} resolutions "
-            "still pending)"
-        )
-    answer: queue.Queue[_AddrInfo | BaseException] = queue.Queue(maxsize=1)
-
-    def resolve() -> None:
-        try:
-            answer.put(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except Exception as error:  # noqa: BLE001 - handed to the waiting thread
-            answer.put(error)
-        finally:
-            _resolutions.release()
-
-    try:
-        threading.Thread(target=resolve, name="staplecheck-check-resolve", daemon=True).start()
-    except RuntimeError:
-        _resolutions.release()
-        raise OSError("cannot start a thread to resolve the host name") from None
-    try:
-        found = answer.get(timeout=max(deadline - time.monotonic(), 0.0))
-    except queue.Empty:
-        raise _ResolveTimeoutError("the host name did not resolve in time") from None
-    if isinstance(found, BaseException):
-        raise found
-    return found
-
-
 def _connect(host: str, port: int, timeout: float) -> socket.socket:
     """A TCP connection to the first address of ``host`` that answers, name
     resolution included, within ``timeout`` seconds: ``getaddrinfo`` cannot be
@@ -266,7 +222,8 @@ def _connect(host: str, port: int, timeout: float) -> socket.socket:
     so the name is resolved in a thread abandoned at the deadline (as the fetchers do)."""
     deadline = time.monotonic() + timeout
     last: OSError | None = None
-    for family, kind, proto, _, address in _resolve_within(host, port, deadline):
+    addresses = resolve_within(host, port, deadline, time.monotonic, slots=_resolutions, wait=True)
+    for family, kind, proto, _, address in addresses:
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("timed out")

@@ -53,13 +53,13 @@ from ._fetch import (
     HeadTooLargeError,
     Target,
     _AddrInfo,
-    _resolve,
     _ResolveTimeoutError,
     check_head,
     first_answer,
     judged,
     ocsp_exchange,
     parse_target,
+    resolve_within,
 )
 from ._ocsp import DEFINITE
 
@@ -121,7 +121,7 @@ async def afetch(
 async def _connect(where: Target, end: float, clock: Callable[[], float]) -> anyio.abc.ByteStream:
     """Connect to the first address of ``where`` that answers (in the order the
     resolver gave, as the blocking fetcher does). A name is resolved by the blocking
-    fetcher's resolver (:func:`~._fetch._resolve`: a daemon thread abandoned at
+    fetcher's resolver (:func:`~._fetch.resolve_within`: a daemon thread abandoned at
     ``end``, at most :data:`~._fetch.MAX_PENDING_RESOLUTIONS` of them left running),
     waited for in a worker thread that ``end`` frees: never the event loop's default
     executor, which a dead resolver would fill for every ``getaddrinfo`` of the
@@ -133,7 +133,7 @@ async def _connect(where: Target, end: float, clock: Callable[[], float]) -> any
         )
     except socket.gaierror:
         found = await anyio.to_thread.run_sync(
-            functools.partial(_resolve, where.host, where.port, end, clock),
+            functools.partial(resolve_within, where.host, where.port, end, clock),
             abandon_on_cancel=True,
         )
     last: OSError | None = None

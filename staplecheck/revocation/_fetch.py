@@ -281,16 +281,33 @@ class _ResolveTimeoutError(TimeoutError):
     """The resolver did not answer before the deadline."""
 
 
-def _resolve(host: str, port: int, deadline: float, clock: Callable[[], float]) -> _AddrInfo:
+def resolve_within(
+    host: str,
+    port: int,
+    deadline: float,
+    clock: Callable[[], float],
+    *,
+    slots: threading.BoundedSemaphore = _pending_resolutions,
+    wait: bool = False,
+) -> _AddrInfo:
     """``getaddrinfo`` within the deadline. The standard library cannot interrupt
     it, and a resolver that never answers holds it for the resolver's own timeouts
     (10 s and more): a name is resolved in a daemon thread, abandoned at the
-    deadline. An address literal needs no resolver and no thread."""
+    deadline, holding one of ``slots`` until it ends (so a dead resolver piles up no
+    more threads than that). With every slot taken it fails at once, or, with
+    ``wait``, waits for one until the deadline. An address literal needs no resolver
+    and no thread."""
     try:
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except socket.gaierror:
         pass  # a name, not an address
-    if not _pending_resolutions.acquire(blocking=False):
+    if wait:
+        if not slots.acquire(timeout=max(deadline - clock(), 0.0)):
+            raise _ResolveTimeoutError(
+                "deadline reached while waiting to resolve the host name (every "
+                "resolution slot is taken: the resolver does not answer)"
+            )
+    elif not slots.acquire(blocking=False):
         raise OSError(
             f"{MAX_PENDING_RESOLUTIONS} host name resolutions are still pending "
             "(the resolver does not answer)"
@@ -303,12 +320,12 @@ def _resolve(host: str, port: int, deadline: float, clock: Callable[[], float]) 
         except Exception as error:  # noqa: BLE001 - handed to the waiting thread
             answer.put(error)
         finally:
-            _pending_resolutions.release()
+            slots.release()
 
     try:
         threading.Thread(target=resolve, name="staplecheck-resolve", daemon=True).start()
     except RuntimeError:
-        _pending_resolutions.release()
+        slots.release()
         raise OSError("cannot start a thread to resolve the host name") from None
     try:
         found = answer.get(timeout=max(deadline - clock(), 0.0))
@@ -324,7 +341,7 @@ def _open(
 ) -> socket.socket:
     """Connect to the first address of ``host`` that answers before ``deadline``."""
     last: OSError | None = None
-    for family, kind, proto, _, address in _resolve(host, port, deadline, clock):
+    for family, kind, proto, _, address in resolve_within(host, port, deadline, clock):
         left = deadline - clock()
         if left <= 0:
             raise TimeoutError("deadline reached while connecting")
